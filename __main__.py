@@ -1,0 +1,19 @@
+"""The platform stack: EKS, an autoscaled GPU node group, cluster add-ons and the vLLM service.
+
+Configuration is read and validated once, before any resource is registered: a wrong setting
+ends ``pulumi preview`` with a message naming the key, not a half-built cluster.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from infra.config import ConfigError, load
+
+try:
+    config = load()
+except ConfigError as err:
+    # RunError ends the program with the message alone; a stack trace would bury the key to fix.
+    raise pulumi.RunError(str(err)) from None
+
+pulumi.export("gpuInstanceType", config.gpu.instance_type)

@@ -1,0 +1,27 @@
+"""The ``qwen-stress`` command line.
+
+Each subcommand lives next to the code it drives and is registered here, so ``--help`` lists
+everything in one place while every module keeps one job.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="qwen-stress",
+    help="Capacity-test a Qwen2.5 API: emulate it locally, load it with Locust, report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Capacity-test a Qwen2.5 API: emulate it locally, load it with Locust, report."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,157 @@
+"""Run the real ``__main__.py`` under ``pulumi.runtime.set_mocks`` and record what it registers.
+
+No Pulumi CLI and no cloud: every resource the program declares is captured with its resolved
+inputs, every stack output with its value and secrecy, so tests assert what a reviewer would.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime.settings import get_root_resource
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = "qwen-stress"
+ACCOUNT_ID = "123456789012"
+
+# Outputs the cloud would compute, by resource type; inputs are echoed back as outputs too.
+ComputedOutputs = Callable[[pulumi.runtime.MockResourceArgs], dict[str, Any]]
+COMPUTED_OUTPUTS: dict[str, ComputedOutputs] = {}
+
+# Results of provider functions (invokes), by token.
+CALL_RESULTS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+    "aws:index/getAvailabilityZones:getAvailabilityZones": lambda _args: {
+        "names": ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"],
+        "zoneIds": ["use1-az1", "use1-az2", "use1-az4", "use1-az6"],
+    },
+    "aws:index/getCallerIdentity:getCallerIdentity": lambda _args: {
+        "accountId": ACCOUNT_ID,
+        "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/deployer",
+        "userId": "AIDAEXAMPLE",
+        "id": ACCOUNT_ID,
+    },
+    "aws:index/getPartition:getPartition": lambda _args: {
+        "partition": "aws",
+        "dnsSuffix": "amazonaws.com",
+        "id": "aws",
+    },
+    "aws:index/getRegion:getRegion": lambda _args: {"name": "us-east-1", "region": "us-east-1"},
+}
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One registered resource: its type token, logical name and resolved inputs."""
+
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    provider: str | None
+
+
+@dataclass
+class Program:
+    """Everything one run of the program registered."""
+
+    resources: list[Resource]
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+    calls: list[str] = field(default_factory=list)
+
+    def of_type(self, type_token: str) -> list[Resource]:
+        """Every resource of one type (``aws:eks/nodeGroup:NodeGroup``)."""
+        return [r for r in self.resources if r.type == type_token]
+
+    def one(self, type_token: str, name_contains: str = "") -> Resource:
+        """The single resource of a type whose name contains a fragment; fails otherwise."""
+        found = [r for r in self.of_type(type_token) if name_contains in r.name]
+        names = [r.name for r in self.of_type(type_token)]
+        assert len(found) == 1, f"expected one {type_token} matching {name_contains!r}: {names}"
+        return found[0]
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.resources: list[Resource] = []
+        self.calls: list[str] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.resources.append(Resource(args.typ, args.name, dict(args.inputs), args.provider))
+        outputs = dict(args.inputs)
+        computed = COMPUTED_OUTPUTS.get(args.typ)
+        if computed is not None:
+            outputs.update(computed(args))
+        return f"{args.name}-id", outputs
+
+    def call(
+        self, args: pulumi.runtime.MockCallArgs
+    ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        self.calls.append(args.token)
+        result = CALL_RESULTS.get(args.token)
+        if result is None:
+            raise AssertionError(f"the program invoked {args.token}, which the mocks do not know")
+        return result(args.args), None
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    """The ``config:`` map of ``Pulumi.<stack>.yaml``."""
+    document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8"))
+    return dict(document.get("config") or {})
+
+
+def example_stacks() -> list[str]:
+    """Every example stack shipped in the repository."""
+    return sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
+
+
+def run_program(
+    stack: str = "dev",
+    overrides: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, str] | None = None,
+    preview: bool = False,
+) -> Program:
+    """Run ``__main__.py`` with a stack file's config, plus overrides, under mocks.
+
+    ``overrides`` replace whole keys (``{"qwen-stress:gpu": {...}}``); a value of ``None``
+    removes the key. ``secrets`` are set as secret config values, as ``pulumi config set
+    --secret`` would.
+    """
+    values = stack_config(stack)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = value
+    flat = {
+        k: json.dumps(v) if isinstance(v, dict | list) else str(v)
+        for k, v in values.items()
+        if not (isinstance(v, dict) and "secure" in v)
+    }
+    flat.update(secrets or {})
+    mocks = _Mocks()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
+    pulumi.runtime.set_all_config(flat, secret_keys=list(secrets or {}))
+
+    def program() -> None:
+        runpy.run_path(str(ROOT / "__main__.py"))
+
+    _sync_await(run_pulumi_func(program))
+    root = get_root_resource()
+    raw_outputs: dict[str, Any] = dict(getattr(root, "outputs", {}))
+    outputs: dict[str, Any] = {}
+    secret: set[str] = set()
+    for name, value in raw_outputs.items():
+        out = pulumi.Output.from_input(value)
+        outputs[name] = _sync_await(out.future())
+        if _sync_await(out.is_secret()):
+            secret.add(name)
+    return Program(mocks.resources, outputs, secret, mocks.calls)

@@ -1,0 +1,45 @@
+"""The ``qwen-stress:model`` stack setting: which Qwen2.5 checkpoint vLLM serves, and how."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from workloads import catalog
+
+
+class ModelConfig(BaseModel):
+    """What vLLM serves; checked against the GPU by ``workloads.fit`` at config time."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    name: str = Field(
+        default="Qwen/Qwen2.5-7B-Instruct-AWQ",
+        description="Hugging Face id of the checkpoint (Qwen2.5 Instruct, or its -AWQ variant).",
+    )
+    served_name: str | None = Field(
+        default=None,
+        description="Model name clients send (vLLM --served-model-name); defaults to `name`.",
+    )
+    max_model_len: int = Field(
+        default=8192,
+        description="Longest prompt + completion in tokens (vLLM --max-model-len).",
+    )
+    gpu_memory_utilization: float = Field(
+        default=0.9,
+        description="Fraction of GPU memory vLLM may use (--gpu-memory-utilization).",
+    )
+    tensor_parallel: int = Field(
+        default=1, description="GPUs per replica (--tensor-parallel-size)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        catalog.model(value)
+        return value
+
+    @property
+    def served(self) -> str:
+        """The name clients use in requests and the ``model_name`` label on vLLM's metrics."""
+        return self.served_name or self.name
