@@ -113,6 +113,30 @@ def example_stacks() -> list[str]:
     return sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
 
 
+def run_function(
+    body: Callable[[], None], config: Mapping[str, str] | None = None, stack: str = "test"
+) -> Program:
+    """Run ``body`` as if it were a Pulumi program (to test one component on its own)."""
+    mocks = _Mocks()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    pulumi.runtime.set_all_config(dict(config or {}))
+    _sync_await(run_pulumi_func(body))
+    return _collect(mocks)
+
+
+def _collect(mocks: _Mocks) -> Program:
+    root = get_root_resource()
+    raw_outputs: dict[str, Any] = dict(getattr(root, "outputs", {}))
+    outputs: dict[str, Any] = {}
+    secret: set[str] = set()
+    for name, value in raw_outputs.items():
+        out = pulumi.Output.from_input(value)
+        outputs[name] = _sync_await(out.future())
+        if _sync_await(out.is_secret()):
+            secret.add(name)
+    return Program(mocks.resources, outputs, secret, mocks.calls)
+
+
 def run_program(
     stack: str = "dev",
     overrides: Mapping[str, Any] | None = None,
@@ -145,13 +169,4 @@ def run_program(
         runpy.run_path(str(ROOT / "__main__.py"))
 
     _sync_await(run_pulumi_func(program))
-    root = get_root_resource()
-    raw_outputs: dict[str, Any] = dict(getattr(root, "outputs", {}))
-    outputs: dict[str, Any] = {}
-    secret: set[str] = set()
-    for name, value in raw_outputs.items():
-        out = pulumi.Output.from_input(value)
-        outputs[name] = _sync_await(out.future())
-        if _sync_await(out.is_secret()):
-            secret.add(name)
-    return Program(mocks.resources, outputs, secret, mocks.calls)
+    return _collect(mocks)
