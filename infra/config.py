@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from infra import versions
 from workloads import catalog
 from workloads.autoscaling import AutoscalingSpec
 from workloads.fit import FitError, FitResult, check_fit
@@ -61,16 +62,20 @@ class ClusterConfig(BaseModel):
     name_prefix: str = Field(
         default="qwen-stress", description="Prefix of every resource name (lowercase, <= 20)."
     )
-    kubernetes_version: str = Field(default="1.34", description="EKS Kubernetes version.")
+    kubernetes_version: str = Field(
+        default=versions.DEFAULT_KUBERNETES_VERSION,
+        description="EKS Kubernetes minor version; the Cluster Autoscaler image follows it.",
+    )
     endpoint_public_access_cidrs: list[str] = Field(
         min_length=1,
         description="CIDRs allowed to reach the public API endpoint (where you deploy from).",
     )
     system_instance_type: str = Field(
-        default="c6i.2xlarge", description="Instance type of the system node group."
+        default="c6i.2xlarge",
+        description="On-demand instance type of the system node group (add-ons, Prometheus).",
     )
-    system_min_nodes: int = Field(default=1, ge=1)
-    system_max_nodes: int = Field(default=2, ge=1)
+    system_min_nodes: int = Field(default=1, ge=1, description="System node group minimum.")
+    system_max_nodes: int = Field(default=2, ge=1, description="System node group maximum.")
 
     @field_validator("name_prefix")
     @classmethod
@@ -85,15 +90,24 @@ class ClusterConfig(BaseModel):
     @field_validator("kubernetes_version")
     @classmethod
     def _version(cls, value: str) -> str:
-        if not re.fullmatch(r"1\.\d{2}", value):
-            raise ValueError(f'{value!r} is not an EKS version; write it like "1.34"')
+        if value not in versions.KUBERNETES:
+            known = ", ".join(f'"{v}"' for v in versions.KUBERNETES)
+            raise ValueError(
+                f"{value!r} is not a Kubernetes version this project's chart and Cluster "
+                f"Autoscaler pins were checked against; use {known} (or add a row to "
+                "infra/versions.py after checking the pins)"
+            )
         return value
 
     @field_validator("endpoint_public_access_cidrs")
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
         for cidr in value:
-            _ipv4_network(cidr)
+            if _ipv4_network(cidr).prefixlen == 0:
+                raise ValueError(
+                    f"{cidr} opens the Kubernetes API to the whole internet; use the address "
+                    "you deploy from, e.g. $(curl -s https://checkip.amazonaws.com)/32"
+                )
         return value
 
     @field_validator("system_instance_type")
@@ -157,12 +171,18 @@ class GpuConfig(BaseModel):
 
     model_config = _CONFIG
 
-    instance_type: str = Field(default="g4dn.xlarge", description="GPU instance type.")
-    capacity_type: Literal["on-demand", "spot"] = Field(default="on-demand")
-    min_nodes: int = Field(default=0, ge=0)
-    max_nodes: int = Field(default=2)
+    instance_type: str = Field(
+        default="g4dn.xlarge", description="GPU instance type (from the catalog)."
+    )
+    capacity_type: Literal["on-demand", "spot"] = Field(
+        default="on-demand", description="`on-demand` or `spot` (priced at its worst observed)."
+    )
+    min_nodes: int = Field(
+        default=0, ge=0, description="Fewest GPU nodes; 0 lets the autoscaler remove them all."
+    )
+    max_nodes: int = Field(default=2, description="Most GPU nodes the autoscaler may start.")
     disk_gib: int = Field(
-        default=150, alias="diskGiB", description="gp3 root volume; holds the vLLM image."
+        default=150, alias="diskGiB", description="gp3 root volume in GiB; holds the vLLM image."
     )
 
     @field_validator("instance_type")
@@ -211,9 +231,22 @@ class TagsConfig(BaseModel):
 
     model_config = _CONFIG
 
-    owner: str = Field(min_length=1, description="Who to ask about this stack.")
-    cost_center: str = Field(min_length=1, description="Where the bill goes.")
-    extra: dict[str, str] = Field(default_factory=dict)
+    owner: str = Field(min_length=1, description="Who to ask about this stack (tag `owner`).")
+    cost_center: str = Field(min_length=1, description="Where the bill goes (tag `cost-center`).")
+    extra: dict[str, str] = Field(
+        default_factory=dict, description="More tags, as `{key: value}`, on every resource."
+    )
+
+    @field_validator("extra")
+    @classmethod
+    def _extra(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key.lower().startswith("aws:") or not 1 <= len(key) <= 128:
+                raise ValueError(
+                    f"tag key {key!r}: AWS refuses keys that start with 'aws:' or are longer "
+                    "than 128 characters; rename it"
+                )
+        return value
 
 
 class ClusterAutoscalerConfig(BaseModel):
@@ -228,7 +261,9 @@ class ClusterAutoscalerConfig(BaseModel):
     scale_down_delay_after_add: str = Field(
         default="5m", description="Wait after a scale-up before any scale-down (upstream 10m)."
     )
-    expander: Literal["least-waste", "most-pods", "random"] = Field(default="least-waste")
+    expander: Literal["least-waste", "most-pods", "random"] = Field(
+        default="least-waste", description="Which node group to grow when several could."
+    )
 
     @field_validator("scale_down_unneeded_time", "scale_down_delay_after_add")
     @classmethod
@@ -246,13 +281,15 @@ class BudgetConfig(BaseModel):
 
     model_config = _CONFIG
 
-    max_hourly_usd: float | None = Field(default=None, gt=0)
+    max_hourly_usd: float | None = Field(
+        default=None, gt=0, description="Refuse a stack whose maximum size costs more per hour."
+    )
 
 
 class StackConfig(BaseModel):
     """Every ``qwen-stress:*`` setting of one stack, validated together."""
 
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    model_config = _CONFIG
 
     region: str = Field(default="us-east-1", description="From aws:region.")
     cluster: ClusterConfig

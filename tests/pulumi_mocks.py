@@ -25,7 +25,53 @@ ACCOUNT_ID = "123456789012"
 
 # Outputs the cloud would compute, by resource type; inputs are echoed back as outputs too.
 ComputedOutputs = Callable[[pulumi.runtime.MockResourceArgs], dict[str, Any]]
-COMPUTED_OUTPUTS: dict[str, ComputedOutputs] = {}
+
+
+def _role(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    name = f"{args.name}-0a1b2c3"  # AWS autonaming appends a random suffix
+    return {"name": name, "arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"}
+
+
+def _node_group(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    name = f"{args.name}-20261128"
+    return {
+        "nodeGroupName": name,
+        "arn": f"arn:aws:eks:us-east-1:{ACCOUNT_ID}:nodegroup/{name}",
+        "resources": [{"autoscalingGroups": [{"name": f"eks-{name}-asg"}]}],
+        "status": "ACTIVE",
+    }
+
+
+COMPUTED_OUTPUTS: dict[str, ComputedOutputs] = {
+    "aws:eks/cluster:Cluster": lambda args: {
+        "endpoint": f"https://{args.inputs['name']}.gr7.us-east-1.eks.amazonaws.com",
+        "certificateAuthority": {"data": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t"},
+        "arn": f"arn:aws:eks:us-east-1:{ACCOUNT_ID}:cluster/{args.inputs['name']}",
+        "status": "ACTIVE",
+    },
+    "aws:eks/nodeGroup:NodeGroup": _node_group,
+    "aws:iam/role:Role": _role,
+    "aws:ec2/launchTemplate:LaunchTemplate": lambda args: {
+        "latestVersion": 1,
+        "arn": f"arn:aws:ec2:us-east-1:{ACCOUNT_ID}:launch-template/lt-{args.name}",
+    },
+    "aws:kms/key:Key": lambda args: {
+        "arn": f"arn:aws:kms:us-east-1:{ACCOUNT_ID}:key/{args.name}",
+        "keyId": args.name,
+    },
+}
+
+
+def _session_context(args: Mapping[str, Any]) -> dict[str, Any]:
+    """What AWS answers: an assumed-role session ARN maps to the IAM role ARN behind it."""
+    arn = str(args["arn"])
+    issuer = arn
+    if ":assumed-role/" in arn:
+        account = arn.split(":")[4]
+        role = arn.split(":assumed-role/")[1].split("/", maxsplit=1)[0]
+        issuer = f"arn:aws:iam::{account}:role/{role}"
+    return {"arn": arn, "issuerArn": issuer, "id": arn, "issuerId": "", "issuerName": ""}
+
 
 # Results of provider functions (invokes), by token.
 CALL_RESULTS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
@@ -45,6 +91,13 @@ CALL_RESULTS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
         "id": "aws",
     },
     "aws:index/getRegion:getRegion": lambda _args: {"name": "us-east-1", "region": "us-east-1"},
+    "aws:iam/getSessionContext:getSessionContext": _session_context,
+    "aws:eks/getAddonVersion:getAddonVersion": lambda args: {
+        "addonName": args["addonName"],
+        "kubernetesVersion": args["kubernetesVersion"],
+        "version": f"v1.0.0-eksbuild.{len(args['addonName'])}",
+        "id": args["addonName"],
+    },
 }
 
 
@@ -94,12 +147,13 @@ class _Mocks(pulumi.runtime.Mocks):
 
     def call(
         self, args: pulumi.runtime.MockCallArgs
-    ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+    ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         self.calls.append(args.token)
         result = CALL_RESULTS.get(args.token)
         if result is None:
             raise AssertionError(f"the program invoked {args.token}, which the mocks do not know")
-        return result(args.args), None
+        # The mock monitor iterates the failures list, so "no failures" is [] (None breaks it).
+        return result(args.args), []
 
 
 def stack_config(stack: str) -> dict[str, Any]:
