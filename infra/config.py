@@ -60,11 +60,12 @@ class ClusterConfig(BaseModel):
     model_config = _CONFIG
 
     name_prefix: str = Field(
-        default="qwen-stress", description="Prefix of every resource name (lowercase, <= 20)."
+        default="qwen-stress",
+        description="Prefix of the cluster name: a letter, then up to 19 of a-z, 0-9 and -.",
     )
     kubernetes_version: str = Field(
         default=versions.DEFAULT_KUBERNETES_VERSION,
-        description="EKS Kubernetes minor version; the Cluster Autoscaler image follows it.",
+        description="EKS minor version pinned in infra/versions.py; the autoscaler image follows.",
     )
     endpoint_public_access_cidrs: list[str] = Field(
         min_length=1,
@@ -139,9 +140,12 @@ class NetworkConfig(BaseModel):
     model_config = _CONFIG
 
     cidr: str = Field(default="10.0.0.0/16", description="VPC CIDR, /16 to /20.")
-    az_count: int = Field(default=2, description="Availability zones (EKS needs at least 2).")
+    az_count: int = Field(
+        default=2, description="Availability zones, 2 to 4 (EKS needs at least 2)."
+    )
     nat_gateways: Literal["single", "perAz"] = Field(
-        default="single", description="One NAT gateway (cheap) or one per AZ (resilient)."
+        default="single",
+        description="`single` NAT gateway (cheap) or `perAz` (survives a zone outage).",
     )
 
     @field_validator("cidr")
@@ -180,9 +184,13 @@ class GpuConfig(BaseModel):
     min_nodes: int = Field(
         default=0, ge=0, description="Fewest GPU nodes; 0 lets the autoscaler remove them all."
     )
-    max_nodes: int = Field(default=2, description="Most GPU nodes the autoscaler may start.")
+    max_nodes: int = Field(
+        default=2, description="Most GPU nodes the autoscaler may start (at least 1)."
+    )
     disk_gib: int = Field(
-        default=150, alias="diskGiB", description="gp3 root volume in GiB; holds the vLLM image."
+        default=150,
+        alias="diskGiB",
+        description="gp3 root volume in GiB, 100 to 2000; holds the vLLM image and weights.",
     )
 
     @field_validator("instance_type")
@@ -256,13 +264,15 @@ class ClusterAutoscalerConfig(BaseModel):
 
     scale_down_unneeded_time: str = Field(
         default="5m",
-        description="Idle time before a node is removed (upstream 10m; idle GPUs cost money).",
+        description="Idle time before a node goes, 1m to 1h (upstream: 10m; idle GPUs cost).",
     )
     scale_down_delay_after_add: str = Field(
-        default="5m", description="Wait after a scale-up before any scale-down (upstream 10m)."
+        default="5m",
+        description="Wait after a scale-up before any scale-down, 1m to 1h (upstream: 10m).",
     )
     expander: Literal["least-waste", "most-pods", "random"] = Field(
-        default="least-waste", description="Which node group to grow when several could."
+        default="least-waste",
+        description="`least-waste`, `most-pods` or `random`: which group grows when several could.",
     )
 
     @field_validator("scale_down_unneeded_time", "scale_down_delay_after_add")
