@@ -95,7 +95,8 @@ CALL_RESULTS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     "aws:eks/getAddonVersion:getAddonVersion": lambda args: {
         "addonName": args["addonName"],
         "kubernetesVersion": args["kubernetesVersion"],
-        "version": f"v1.0.0-eksbuild.{len(args['addonName'])}",
+        # Encodes what was asked, so a test can see the Kubernetes version reached the invoke.
+        "version": f"{args['addonName']}-for-{args['kubernetesVersion']}-eksbuild.1",
         "id": args["addonName"],
     },
 }
@@ -119,6 +120,14 @@ class Program:
     outputs: dict[str, Any]
     secret_outputs: set[str]
     calls: list[str] = field(default_factory=list)
+    options: dict[tuple[str, str], pulumi.ResourceOptions] = field(default_factory=dict)
+    """Resource options by (type, name): what the mocks' inputs cannot show."""
+
+    def depends_on(self, resource: Resource) -> set[str]:
+        """Names of the resources one resource explicitly depends on."""
+        opts = self.options.get((resource.type, resource.name))
+        deps = (opts.depends_on if opts else None) or []
+        return {str(getattr(d, "_name", d)) for d in deps}  # type: ignore[union-attr]
 
     def of_type(self, type_token: str) -> list[Resource]:
         """Every resource of one type (``aws:eks/nodeGroup:NodeGroup``)."""
@@ -136,6 +145,14 @@ class _Mocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.resources: list[Resource] = []
         self.calls: list[str] = []
+        self.options: dict[tuple[str, str], pulumi.ResourceOptions] = {}
+
+    def record_options(
+        self, args: pulumi.ResourceTransformationArgs
+    ) -> pulumi.ResourceTransformationResult | None:
+        """A stack transformation that keeps each resource's options and changes nothing."""
+        self.options[(args.type_, args.name)] = args.opts
+        return None
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.resources.append(Resource(args.typ, args.name, dict(args.inputs), args.provider))
@@ -174,7 +191,12 @@ def run_function(
     mocks = _Mocks()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
     pulumi.runtime.set_all_config(dict(config or {}))
-    _sync_await(run_pulumi_func(body))
+
+    def program() -> None:
+        pulumi.runtime.register_stack_transformation(mocks.record_options)
+        body()
+
+    _sync_await(run_pulumi_func(program))
     return _collect(mocks)
 
 
@@ -188,7 +210,7 @@ def _collect(mocks: _Mocks) -> Program:
         outputs[name] = _sync_await(out.future())
         if _sync_await(out.is_secret()):
             secret.add(name)
-    return Program(mocks.resources, outputs, secret, mocks.calls)
+    return Program(mocks.resources, outputs, secret, mocks.calls, mocks.options)
 
 
 def run_program(
@@ -220,7 +242,13 @@ def run_program(
     pulumi.runtime.set_all_config(flat, secret_keys=list(secrets or {}))
 
     def program() -> None:
+        pulumi.runtime.register_stack_transformation(mocks.record_options)
         runpy.run_path(str(ROOT / "__main__.py"))
 
-    _sync_await(run_pulumi_func(program))
+    try:
+        _sync_await(run_pulumi_func(program))
+    except Exception as err:
+        # Tests of refused configurations check that nothing was registered before the error.
+        err.add_note(f"resources registered before the error: {len(mocks.resources)}")
+        raise
     return _collect(mocks)
