@@ -86,6 +86,18 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
 
+        def subnet(kind: str, cidr: str, az: str, lb_role: str) -> aws.ec2.Subnet:
+            # The role tag tells the load-balancer controller which subnets take which kind of
+            # load balancer; the cluster tag that this cluster may use them.
+            return aws.ec2.Subnet(
+                f"{name}-{kind}-{az}",
+                vpc_id=vpc.id,
+                cidr_block=cidr,
+                availability_zone=az,
+                tags={"Name": f"{cluster_name}-{kind}-{az}", lb_role: "1", **cluster_tag},
+                opts=child,
+            )
+
         public_ids: list[pulumi.Output[str]] = []
         private_ids: list[pulumi.Output[str]] = []
         private_rts: list[aws.ec2.RouteTable] = []
@@ -93,33 +105,11 @@ class Network(pulumi.ComponentResource):
         nat_count = cfg.az_count if cfg.nat_gateways == "perAz" else 1
         for i, (public_cidr, private_cidr) in enumerate(subnet_layout(cfg.cidr, cfg.az_count)):
             az = zones[i]
-            public = aws.ec2.Subnet(
-                f"{name}-public-{az}",
-                vpc_id=vpc.id,
-                cidr_block=public_cidr,
-                availability_zone=az,
-                tags={
-                    "Name": f"{cluster_name}-public-{az}",
-                    "kubernetes.io/role/elb": "1",
-                    **cluster_tag,
-                },
-                opts=child,
-            )
+            public = subnet("public", public_cidr, az, "kubernetes.io/role/elb")
             aws.ec2.RouteTableAssociation(
                 f"{name}-public-{az}", subnet_id=public.id, route_table_id=public_rt.id, opts=child
             )
-            private = aws.ec2.Subnet(
-                f"{name}-private-{az}",
-                vpc_id=vpc.id,
-                cidr_block=private_cidr,
-                availability_zone=az,
-                tags={
-                    "Name": f"{cluster_name}-private-{az}",
-                    "kubernetes.io/role/internal-elb": "1",
-                    **cluster_tag,
-                },
-                opts=child,
-            )
+            private = subnet("private", private_cidr, az, "kubernetes.io/role/internal-elb")
             if i < nat_count:
                 eip = aws.ec2.Eip(
                     f"{name}-nat-{az}",

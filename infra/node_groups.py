@@ -117,43 +117,54 @@ class NodeGroups(pulumi.ComponentResource):
             parent=self, depends_on=role.grants, ignore_changes=["scalingConfig.desiredSize"]
         )
 
-        system_lt = _launch_template(f"{name}-system", SYSTEM_DISK_GIB, tags, self)
-        self.system = aws.eks.NodeGroup(
-            f"{name}-system",
-            cluster_name=eks.name,
-            node_role_arn=role.role.arn,
-            subnet_ids=subnet_ids,
-            ami_type=versions.SYSTEM_AMI_TYPE,
-            instance_types=[cluster.system_instance_type],
-            capacity_type="ON_DEMAND",
-            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
-                min_size=cluster.system_min_nodes,
-                max_size=cluster.system_max_nodes,
-                desired_size=cluster.system_min_nodes,
-            ),
-            launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
-                id=system_lt.id, version=system_lt.latest_version.apply(str)
-            ),
-            labels={topology.ROLE_LABEL: topology.SYSTEM_ROLE},
-            update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
-            opts=scaled,
-        )
+        def group(
+            kind: str,
+            *,
+            ami_type: str,
+            instance_type: str,
+            capacity_type: str,
+            bounds: tuple[int, int],
+            disk_gib: int,
+            labels: dict[str, str],
+            taints: list[aws.eks.NodeGroupTaintArgs] | None = None,
+        ) -> aws.eks.NodeGroup:
+            template = _launch_template(f"{name}-{kind}", disk_gib, tags, self)
+            return aws.eks.NodeGroup(
+                f"{name}-{kind}",
+                cluster_name=eks.name,
+                node_role_arn=role.role.arn,
+                subnet_ids=subnet_ids,
+                ami_type=ami_type,
+                instance_types=[instance_type],
+                capacity_type=capacity_type,
+                scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                    min_size=bounds[0], max_size=bounds[1], desired_size=bounds[0]
+                ),
+                launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
+                    id=template.id, version=template.latest_version.apply(str)
+                ),
+                labels=labels,
+                taints=taints,
+                update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+                opts=scaled,
+            )
 
-        gpu_lt = _launch_template(f"{name}-gpu", gpu.disk_gib, tags, self)
-        self.gpu = aws.eks.NodeGroup(
-            f"{name}-gpu",
-            cluster_name=eks.name,
-            node_role_arn=role.role.arn,
-            subnet_ids=subnet_ids,
+        self.system = group(
+            "system",
+            ami_type=versions.SYSTEM_AMI_TYPE,
+            instance_type=cluster.system_instance_type,
+            capacity_type="ON_DEMAND",
+            bounds=(cluster.system_min_nodes, cluster.system_max_nodes),
+            disk_gib=SYSTEM_DISK_GIB,
+            labels={topology.ROLE_LABEL: topology.SYSTEM_ROLE},
+        )
+        self.gpu = group(
+            "gpu",
             ami_type=versions.GPU_AMI_TYPE,
-            instance_types=[gpu.instance_type],
+            instance_type=gpu.instance_type,
             capacity_type="SPOT" if gpu.capacity_type == "spot" else "ON_DEMAND",
-            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
-                min_size=gpu.min_nodes, max_size=gpu.max_nodes, desired_size=gpu.min_nodes
-            ),
-            launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
-                id=gpu_lt.id, version=gpu_lt.latest_version.apply(str)
-            ),
+            bounds=(gpu.min_nodes, gpu.max_nodes),
+            disk_gib=gpu.disk_gib,
             labels=gpu_node_labels(gpu),
             taints=[
                 aws.eks.NodeGroupTaintArgs(
@@ -162,8 +173,6 @@ class NodeGroups(pulumi.ComponentResource):
                     effect=EKS_TAINT_EFFECT[topology.GPU_TAINT_EFFECT],
                 )
             ],
-            update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
-            opts=scaled,
         )
         self.gpu_node_group_name = self.gpu.node_group_name
         self.gpu_asg_name = self.gpu.resources.apply(_asg_name)
