@@ -7,6 +7,8 @@ principal that runs ``pulumi up``, and removed with it.
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 import pulumi_aws as aws
 
@@ -65,6 +67,12 @@ class Cluster(pulumi.ComponentResource):
         role = iam.service_role(
             f"{name}-control-plane", "eks.amazonaws.com", iam.EKS_CLUSTER_POLICIES, parent=self
         )
+        key_access = aws.iam.RolePolicy(
+            f"{name}-secrets-key",
+            role=role.role.id,
+            policy=key.arn.apply(lambda arn: json.dumps(iam.secrets_key_policy(arn))),
+            opts=child,
+        )
         cluster = aws.eks.Cluster(
             f"{name}-eks",
             name=cluster_name,
@@ -90,7 +98,7 @@ class Cluster(pulumi.ComponentResource):
             # At the end of standard support, upgrade rather than silently move to extended
             # support at six times the hourly price.
             upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type="STANDARD"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs, *role.grants]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs, key_access, *role.grants]),
         )
 
         # For SSO or assumed-role sessions the caller ARN is an STS session ARN, which an

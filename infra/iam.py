@@ -62,6 +62,21 @@ def assume_role_policy(service: str) -> PolicyDocument:
     }
 
 
+def secrets_key_policy(key_arn: str) -> PolicyDocument:
+    """What the control plane needs of the KMS key that envelope-encrypts secrets, and only it."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "EnvelopeEncryption",
+                "Effect": "Allow",
+                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey"],
+                "Resource": key_arn,
+            }
+        ],
+    }
+
+
 def cluster_autoscaler_policy(cluster_name: str) -> PolicyDocument:
     """Describe anything; resize or shrink only Auto Scaling groups this cluster owns.
 

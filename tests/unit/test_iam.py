@@ -7,17 +7,21 @@ from typing import Any
 
 from infra import iam
 from infra.addons import CLUSTER_AUTOSCALER_NAMESPACE, CLUSTER_AUTOSCALER_SERVICE_ACCOUNT
-from tests.pulumi_mocks import Program
+from tests.pulumi_mocks import ACCOUNT_ID, Program
 
 READ_PREFIXES = ("Describe", "Get", "List")
 
 
-def _statements(program: Program) -> list[dict[str, Any]]:
-    """Every permission statement of every inline policy the program creates."""
+def _statements(program: Program, role: str = "") -> list[dict[str, Any]]:
+    """Permission statements of the inline policies the program creates (of one role)."""
     out = []
     for policy in program.of_type("aws:iam/rolePolicy:RolePolicy"):
-        out += json.loads(policy.inputs["policy"])["Statement"]
+        if policy.name.startswith(role):
+            out += json.loads(policy.inputs["policy"])["Statement"]
     return out
+
+
+AUTOSCALER = "addons-cluster-autoscaler"
 
 
 def _is_write(action: str) -> bool:
@@ -35,7 +39,7 @@ def test_no_unconditioned_write_on_every_resource(dev: Program) -> None:
 
 
 def test_autoscaler_may_only_resize_this_clusters_groups(dev: Program) -> None:
-    writes = [s for s in _statements(dev) if any(_is_write(a) for a in s["Action"])]
+    writes = [s for s in _statements(dev, AUTOSCALER) if any(_is_write(a) for a in s["Action"])]
     (write,) = writes
     assert set(write["Action"]) == {
         "autoscaling:SetDesiredCapacity",
@@ -48,7 +52,7 @@ def test_autoscaler_may_only_resize_this_clusters_groups(dev: Program) -> None:
 
 
 def test_autoscaler_has_the_documented_describe_actions(dev: Program) -> None:
-    reads = {a for s in _statements(dev) for a in s["Action"] if not _is_write(a)}
+    reads = {a for s in _statements(dev, AUTOSCALER) for a in s["Action"] if not _is_write(a)}
     assert reads == set(iam.CLUSTER_AUTOSCALER_DESCRIBE)
     assert {
         "autoscaling:DescribeAutoScalingGroups",
@@ -56,6 +60,19 @@ def test_autoscaler_has_the_documented_describe_actions(dev: Program) -> None:
         "ec2:GetInstanceTypesFromInstanceRequirements",
         "eks:DescribeNodegroup",
     } <= reads
+
+
+def test_control_plane_may_use_only_its_secrets_key(dev: Program) -> None:
+    (statement,) = _statements(dev, "cluster-secrets-key")
+    key = dev.one("aws:kms/key:Key")
+    assert statement["Resource"] == f"arn:aws:kms:us-east-1:{ACCOUNT_ID}:key/{key.name}"
+    assert set(statement["Action"]) == {
+        "kms:Encrypt",
+        "kms:Decrypt",
+        "kms:ListGrants",
+        "kms:DescribeKey",
+    }
+    assert "cluster-secrets-key" in dev.depends_on(dev.one("aws:eks/cluster:Cluster"))
 
 
 def test_only_expected_managed_policies_are_attached(dev: Program) -> None:
