@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from infra import config_reference
 from infra.config import StackConfig
 from tests.pulumi_mocks import ROOT
+from tests.unit.conftest import example
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 REGENERATE = (
@@ -40,3 +41,9 @@ def test_every_platform_key_is_documented_with_a_meaning(section: str) -> None:
         key = f"`qwen-stress:{field.alias}.{sub.alias or name}`"
         assert key in _block("config-reference")
         assert sub.description, f"{key} needs a description: it is the README's meaning column"
+
+
+def test_stack_outputs_table_lists_exactly_what_the_program_exports() -> None:
+    section = README.split("### Stack outputs", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `(\w+)` \|", section, re.M))
+    assert documented == set(example("dev").outputs)
