@@ -25,7 +25,12 @@ ACCOUNT_ID = "123456789012"
 
 # Outputs the cloud would compute, by resource type; inputs are echoed back as outputs too.
 ComputedOutputs = Callable[[pulumi.runtime.MockResourceArgs], dict[str, Any]]
-COMPUTED_OUTPUTS: dict[str, ComputedOutputs] = {}
+COMPUTED_OUTPUTS: dict[str, ComputedOutputs] = {
+    # A fixed stand-in of the requested length: tests can see it is used, never a real secret.
+    "random:index/randomPassword:RandomPassword": lambda args: {
+        "result": "m" * int(args.inputs.get("length", 16))
+    },
+}
 
 # Results of provider functions (invokes), by token.
 CALL_RESULTS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
