@@ -351,7 +351,10 @@ def _cross_check(cfg: StackConfig) -> list[str]:
         fit = cfg.fit
     except FitError as err:
         return [f"{NAMESPACE}:model.name: {err}"]
-    errors = []
+    errors = [
+        f"{NAMESPACE}:autoscaling.{line}"
+        for line in cfg.autoscaling.scheduler_errors(fit.max_num_seqs)
+    ]
     gpus_per_node = cfg.gpu.instance.gpu_count
     needed = cfg.autoscaling.max_replicas * fit.gpus_per_replica
     available = cfg.gpu.max_nodes * gpus_per_node

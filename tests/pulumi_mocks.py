@@ -59,6 +59,10 @@ COMPUTED_OUTPUTS: dict[str, ComputedOutputs] = {
         "arn": f"arn:aws:kms:us-east-1:{ACCOUNT_ID}:key/{args.name}",
         "keyId": args.name,
     },
+    # A fixed stand-in of the requested length: tests can see it is used, never a real secret.
+    "random:index/randomPassword:RandomPassword": lambda args: {
+        "result": "m" * int(args.inputs.get("length", 16))
+    },
 }
 
 
