@@ -9,6 +9,7 @@ from __future__ import annotations
 import pulumi
 
 from infra.config import ConfigError, load
+from infra.platform import Platform
 
 try:
     config = load()
@@ -16,4 +17,12 @@ except ConfigError as err:
     # RunError ends the program with the message alone; a stack trace would bury the key to fix.
     raise pulumi.RunError(str(err)) from None
 
+platform = Platform("platform", config, pulumi.get_project(), pulumi.get_stack())
+
+pulumi.export("clusterName", platform.cluster_name)
+pulumi.export("region", platform.region)
+pulumi.export("kubeconfig", platform.kubeconfig)
+pulumi.export("gpuNodeGroupName", platform.gpu_node_group_name)
+pulumi.export("gpuAsgName", platform.gpu_asg_name)
 pulumi.export("gpuInstanceType", config.gpu.instance_type)
+pulumi.export("prometheusUrl", platform.prometheus_url)
