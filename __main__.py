@@ -10,6 +10,7 @@ import pulumi
 
 from infra.config import ConfigError, load
 from infra.platform import Platform
+from workloads.vllm_service import VllmService
 
 try:
     config = load()
@@ -26,3 +27,12 @@ pulumi.export("gpuNodeGroupName", platform.gpu_node_group_name)
 pulumi.export("gpuAsgName", platform.gpu_asg_name)
 pulumi.export("gpuInstanceType", config.gpu.instance_type)
 pulumi.export("prometheusUrl", platform.prometheus_url)
+
+vllm = VllmService.from_config(
+    "qwen",
+    config,
+    crd_releases=platform.crd_releases,
+    opts=pulumi.ResourceOptions(provider=platform.k8s_provider),
+)
+for key, value in vllm.exports().items():
+    pulumi.export(key, value)

@@ -9,6 +9,7 @@ releases it depends on (KEDA, kube-prometheus-stack) come in through ``opts``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pulumi
@@ -125,6 +126,7 @@ class VllmService(pulumi.ComponentResource):
         api_key: pulumi.Input[str] | None = None,
         hf_token: pulumi.Input[str] | None = None,
         namespace: str = topology.VLLM_NAMESPACE,
+        crd_releases: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("qwen-stress:workloads:VllmService", name, None, opts)
@@ -235,7 +237,8 @@ class VllmService(pulumi.ComponentResource):
                     }
                 ],
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[service]),
+            # A component's depends_on does not reach its children: name the CRDs' releases here.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[service, *crd_releases]),
         )
 
         # One replica at a time: node rotation proceeds, capacity never drops by more.
@@ -286,7 +289,7 @@ class VllmService(pulumi.ComponentResource):
             spec=keda.scaled_object_spec(
                 autoscaling, deployment=NAME, namespace=namespace, served_name=model.served
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment, *crd_releases]),
         )
 
         self.hourly_usd_per_replica = fit.hourly_usd_per_replica(capacity_type)
@@ -294,7 +297,11 @@ class VllmService(pulumi.ComponentResource):
 
     @classmethod
     def from_config(
-        cls, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None
+        cls,
+        name: str,
+        cfg: StackConfig,
+        crd_releases: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
     ) -> VllmService:
         """The service a stack's validated configuration describes."""
         return cls(
@@ -305,6 +312,7 @@ class VllmService(pulumi.ComponentResource):
             capacity_type=cfg.gpu.capacity_type,
             api_key=cfg.api_key.get_secret_value() if cfg.api_key else None,
             hf_token=cfg.hf_token.get_secret_value() if cfg.hf_token else None,
+            crd_releases=crd_releases,
             opts=opts,
         )
 

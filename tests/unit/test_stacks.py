@@ -22,6 +22,22 @@ OUTPUTS = {
     "gpuInstanceType",
     "prometheusUrl",
 }
+VLLM_OUTPUTS = {
+    "vllmNamespace",
+    "vllmServiceHost",
+    "vllmServicePort",
+    "vllmBaseUrl",
+    "servedModelName",
+    "modelName",
+    "vllmImage",
+    "vllmApiKey",
+    "gpuType",
+    "gpusPerReplica",
+    "kvCacheTokens",
+    "maxConcurrentSequences",
+    "maxNumSeqs",
+    "hourlyUsdPerReplica",
+}
 
 
 def test_there_are_example_stacks() -> None:
@@ -32,7 +48,9 @@ def test_there_are_example_stacks() -> None:
 def test_example_stack_runs_end_to_end(stack: str) -> None:
     program = example(stack)
     config = stack_config(stack)
-    assert set(program.outputs) == OUTPUTS
+    assert set(program.outputs) == OUTPUTS | VLLM_OUTPUTS
+    assert program.outputs["servedModelName"] == config["qwen-stress:model"]["servedName"]
+    assert program.outputs["modelName"] == config["qwen-stress:model"]["name"]
     assert (
         program.outputs["clusterName"] == f"{config['qwen-stress:cluster']['namePrefix']}-{stack}"
     )
@@ -46,7 +64,7 @@ def test_example_stack_runs_end_to_end(stack: str) -> None:
 
 def test_kubeconfig_is_a_secret_that_gets_a_token_from_the_aws_cli() -> None:
     program = example("dev")
-    assert program.secret_outputs == {"kubeconfig"}
+    assert program.secret_outputs == {"kubeconfig", "vllmApiKey"}
     kubeconfig: dict[str, Any] = json.loads(program.outputs["kubeconfig"])
     (cluster,) = kubeconfig["clusters"]
     assert cluster["cluster"]["server"].startswith("https://qwen-dev-dev.")
@@ -93,3 +111,11 @@ def test_bad_config_stops_the_program_before_any_resource(
         run_program("dev", overrides={key: value})
     assert f"qwen-stress:{named}" in str(caught.value)
     assert "resources registered before the error: 0" in caught.value.__notes__
+
+
+def test_custom_resources_wait_for_the_releases_that_install_their_crds() -> None:
+    program = example("dev")
+    scaled = program.one("kubernetes:keda.sh/v1alpha1:ScaledObject")
+    monitor = program.one("kubernetes:monitoring.coreos.com/v1:ServiceMonitor")
+    assert "addons-keda" in program.depends_on(scaled)
+    assert "addons-kube-prometheus-stack" in program.depends_on(monitor)
