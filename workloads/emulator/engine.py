@@ -37,10 +37,11 @@ class SequenceSink(Protocol):
     """Receives a sequence's output as the engine produces it (the HTTP layer, in practice)."""
 
     def on_token(self, seq: Sequence, now: float) -> None:
-        """``seq`` gained one output token at modelled time ``now``."""
+        """``seq`` gained one output token at modelled time ``now``.
 
-    def on_finish(self, seq: Sequence, now: float) -> None:
-        """``seq`` finished (``seq.finish_reason`` says why) at modelled time ``now``."""
+        If it was the last one, ``seq.status`` is already ``finished`` and ``seq.finish_reason``
+        says why.
+        """
 
 
 @dataclass(eq=False, slots=True)

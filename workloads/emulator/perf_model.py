@@ -29,6 +29,7 @@ the bandwidth bound ``bandwidth / weight bytes``.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import resources
@@ -125,4 +126,4 @@ class StepCostModel:
             + attention_pairs * self._attention_s_per_token_context
         )
         p = self._p
-        return (memory**p + compute**p) ** (1 / p) + self._overhead_s
+        return math.pow(math.pow(memory, p) + math.pow(compute, p), 1 / p) + self._overhead_s

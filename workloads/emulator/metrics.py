@@ -1,0 +1,141 @@
+"""VLLM's Prometheus metrics for one replica, on the replica's own registry.
+
+Names, labels and bucket edges are vLLM V1's (``vllm/v1/metrics/loggers.py``,
+``PrometheusStatLogger``): every series carries ``model_name`` and ``engine`` (the engine index,
+``0`` for a single engine), and ``vllm:request_success_total`` adds ``finished_reason``. Each
+replica owns a ``CollectorRegistry``, so several replicas in one process expose separate
+``/metrics`` endpoints, as separate pods would.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from workloads.emulator.engine import EngineStats, Sequence, StepResult
+
+TTFT_BUCKETS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+)  # fmt: skip
+INTER_TOKEN_BUCKETS = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0,
+)  # fmt: skip
+REQUEST_LATENCY_BUCKETS = (
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
+    240.0, 480.0, 960.0, 1920.0, 7680.0,
+)  # fmt: skip
+FINISH_REASONS = ("stop", "length", "abort")
+ENGINE_INDEX = "0"
+
+
+class ReplicaMetrics:
+    """The metrics one vLLM replica exports, updated once per engine step."""
+
+    def __init__(self, model_name: str, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        labels = ["model_name", "engine"]
+        values = (model_name, ENGINE_INDEX)
+        reg = self.registry
+        self.running = Gauge(
+            "vllm:num_requests_running",
+            "Number of requests in model execution batches.",
+            labels,
+            registry=reg,
+        ).labels(*values)
+        self.waiting = Gauge(
+            "vllm:num_requests_waiting",
+            "Number of requests waiting to be processed.",
+            labels,
+            registry=reg,
+        ).labels(*values)
+        self.kv_usage = Gauge(
+            "vllm:kv_cache_usage_perc",
+            "KV-cache usage. 1 means 100 percent usage.",
+            labels,
+            registry=reg,
+        ).labels(*values)
+        self.prompt_tokens = Counter(
+            "vllm:prompt_tokens", "Number of prefill tokens processed.", labels, registry=reg
+        ).labels(*values)
+        self.generation_tokens = Counter(
+            "vllm:generation_tokens",
+            "Number of generation tokens processed.",
+            labels,
+            registry=reg,
+        ).labels(*values)
+        self.preemptions = Counter(
+            "vllm:num_preemptions",
+            "Cumulative number of preemption from the engine.",
+            labels,
+            registry=reg,
+        ).labels(*values)
+        success = Counter(
+            "vllm:request_success",
+            "Count of successfully processed requests.",
+            [*labels, "finished_reason"],
+            registry=reg,
+        )
+        self.success = {r: success.labels(*values, r) for r in FINISH_REASONS}
+        self.ttft = Histogram(
+            "vllm:time_to_first_token_seconds",
+            "Histogram of time to first token in seconds.",
+            labels,
+            buckets=TTFT_BUCKETS,
+            registry=reg,
+        ).labels(*values)
+        self.inter_token = Histogram(
+            "vllm:inter_token_latency_seconds",
+            "Histogram of inter-token latency in seconds.",
+            labels,
+            buckets=INTER_TOKEN_BUCKETS,
+            registry=reg,
+        ).labels(*values)
+        self.e2e = Histogram(
+            "vllm:e2e_request_latency_seconds",
+            "Histogram of e2e request latency in seconds.",
+            labels,
+            buckets=REQUEST_LATENCY_BUCKETS,
+            registry=reg,
+        ).labels(*values)
+        self.queue_time = Histogram(
+            "vllm:request_queue_time_seconds",
+            "Histogram of time spent in WAITING phase for request.",
+            labels,
+            buckets=REQUEST_LATENCY_BUCKETS,
+            registry=reg,
+        ).labels(*values)
+
+    def record_step(self, result: StepResult) -> None:
+        """Counters and histograms for one completed step."""
+        if result.prompt_tokens:
+            self.prompt_tokens.inc(result.prompt_tokens)
+        if result.new_tokens:
+            self.generation_tokens.inc(len(result.new_tokens))
+        if result.preempted:
+            self.preemptions.inc(result.preempted)
+        for value in result.ttfts:
+            self.ttft.observe(value)
+        for value in result.inter_token_latencies:
+            self.inter_token.observe(value)
+        for seq in result.finished:
+            self.record_finished(seq)
+
+    def record_finished(self, seq: Sequence) -> None:
+        """A request left the engine (finished or aborted)."""
+        reason = seq.finish_reason or "abort"
+        self.success[reason].inc()
+        if seq.finished_at is not None:
+            self.e2e.observe(seq.finished_at - seq.arrival)
+        if seq.first_scheduled is not None:
+            self.queue_time.observe(seq.first_scheduled - seq.arrival)
+
+    def record_state(self, stats: EngineStats) -> None:
+        """The scheduler gauges."""
+        self.running.set(stats.running)
+        self.waiting.set(stats.waiting)
+        self.kv_usage.set(stats.kv_cache_usage)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of this replica's registry."""
+        return generate_latest(self.registry)
