@@ -394,6 +394,8 @@ class _Sink:
         else:
             self._open = b'{"index":0,"text":"'
             self._close = b'","logprobs":null,"finish_reason":%b,"stop_reason":null}]}'
+        self._token_prefix = b"data: " + self._head + self._open
+        self._token_suffix = self._close % b"null" + b"\n\n"
         if stream:
             conn.start_stream()
 
@@ -402,6 +404,12 @@ class _Sink:
         if not self._stream:
             if seq.status == "finished":
                 self._conn.respond(200, self._whole(seq))
+            return
+        if seq.output_tokens > 1 and seq.status != "finished":
+            # The hot path: one preformatted chunk per token, written straight to the socket.
+            fill = self._fill
+            piece = fill.escaped[(self._offset + seq.output_tokens - 1) % len(fill.escaped)]
+            self._conn.write_chunk_parts(self._token_prefix, piece, self._token_suffix)
             return
         fill = self._fill
         piece = fill.escaped[(self._offset + seq.output_tokens - 1) % len(fill.escaped)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -22,6 +23,7 @@ async def _serve(server: ReplicaServer, host: str, port: int, drain_timeout: flo
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await server.start(host, port)
+    gc.freeze()  # start-up objects (catalog, pydantic, prometheus) never need collecting again
     fit = server.spec.fit
     typer.echo(
         f"Emulating {server.model_name} on {fit.gpu.name} x{fit.tensor_parallel}: "

@@ -174,6 +174,12 @@ class HttpConnection(asyncio.Protocol):
         """One chunk of a streamed body."""
         self._write(b"%x\r\n%b\r\n" % (len(data), data))
 
+    def write_chunk_parts(self, head: bytes, middle: bytes, tail: bytes) -> None:
+        """One chunk made of three parts, framed and written in a single call."""
+        size = len(head) + len(middle) + len(tail)
+        if not self.closed and self.transport is not None:
+            self.transport.write(b"%x\r\n%b%b%b\r\n" % (size, head, middle, tail))
+
     def end_stream(self, last: bytes = b"") -> None:
         """Send ``last`` (if any) and the terminating chunk, then move on."""
         tail = b"%x\r\n%b\r\n0\r\n\r\n" % (len(last), last) if last else b"0\r\n\r\n"
