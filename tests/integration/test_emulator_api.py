@@ -201,16 +201,21 @@ def test_metrics_parse_with_vllm_names_and_buckets(live: Live) -> None:
     assert REQUEST_LATENCY_BUCKETS[-1] == 7680.0
 
 
+def _chat(**fields: object) -> bytes:
+    return json.dumps({"messages": [{"role": "user", "content": "x"}], **fields}).encode()
+
+
 @pytest.mark.parametrize(
     ("body", "status", "needle"),
     [
         (b"{not json", 400, "malformed JSON"),
         (b"[1, 2]", 400, "must be an object"),
         (json.dumps({"messages": "hi"}).encode(), 400, "messages"),
-        (json.dumps({"messages": [{"role": "user", "content": "x"}], "max_tokens": "many"}).encode(), 400, "max_tokens"),
-        (json.dumps({"messages": [{"role": "user", "content": "x"}], "max_tokens": 5000}).encode(), 400, "maximum context length is 2048"),
-        (json.dumps({"messages": [{"role": "user", "content": "x"}], "model": "gpt-4"}).encode(), 404, "The model `gpt-4` does not exist."),
-        (json.dumps({"messages": [{"role": "user", "content": "x"}], "n": 2}).encode(), 400, "n > 1"),
+        (_chat(max_tokens="many"), 400, "max_tokens"),
+        (_chat(max_tokens=5000), 400, "maximum context length is 2048"),
+        (_chat(model="gpt-4"), 404, "The model `gpt-4` does not exist."),
+        (_chat(n=2), 400, "n > 1"),
+        (_chat(temperature=-1), 400, "temperature"),
     ],
 )  # fmt: skip
 def test_bad_requests_get_openai_error_objects(
@@ -271,7 +276,7 @@ def test_client_disconnect_aborts_and_frees_kv(live: Live) -> None:
     sock.close()
     live.wait_until(lambda: live.server.stats().running == 0, "the sequence to be aborted")
     assert live.server.stats().used_blocks == 0
-    status, metrics = live.raw("GET", "/metrics", key=None)
+    _, metrics = live.raw("GET", "/metrics", key=None)
     assert 'vllm:request_success_total{engine="0",finished_reason="abort"' in metrics.decode()
 
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from workloads import catalog
 from workloads.emulator import calibration
 from workloads.emulator.perf_model import fitted
 
@@ -43,8 +44,6 @@ def test_committed_residuals_match_the_committed_parameters() -> None:
 
 
 def test_reference_gpus_stay_out_of_the_deployable_catalog() -> None:
-    from workloads import catalog
-
     reference = set(calibration.reference_gpus())
     assert reference == {"RTX-A6000", "A40"}
     assert not reference & set(catalog.gpus())

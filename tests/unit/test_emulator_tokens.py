@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tokenizers import Tokenizer, models, pre_tokenizers
 
 from workloads.emulator.filler import filler
 from workloads.emulator.tokens import (
@@ -45,8 +46,6 @@ def test_chat_template_adds_the_default_system_prompt_only_when_missing() -> Non
 
 
 def test_tokenizer_file_is_used_when_present(tmp_path: Path) -> None:
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
     vocab = {"[UNK]": 0, "hello": 1, "world": 2}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -64,8 +63,6 @@ def test_heuristic_when_no_tokenizer_file(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_hugging_face_cache_is_searched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tokenizers import Tokenizer, models
-
     snapshot = tmp_path / "hub" / "models--Qwen--Qwen2.5-7B-Instruct" / "snapshots" / "abc"
     snapshot.mkdir(parents=True)
     Tokenizer(models.WordLevel(vocab={"[UNK]": 0}, unk_token="[UNK]")).save(

@@ -12,8 +12,8 @@ time instead of all landing late, and rotates the order streams are written in, 
 always last. Timers fire on millisecond ticks (asyncio's epoll and uvloop's libuv round to 1 ms),
 so the driver also aims half a tick early. Spinning through the last tick instead was measured:
 it costs a fifth of a core and, on a shared machine, makes the scheduler preempt the process
-more, so the tail got worse, not better. Every token's emission lag (write time minus modelled time) is counted in a 0.1 ms
-histogram (``lag``), read by the benchmark and available to the twin.
+more, so the tail got worse, not better. Every token's emission lag (write time minus modelled
+time) is counted in a 0.1 ms histogram (``lag``), read by the benchmark and available to the twin.
 """
 
 from __future__ import annotations
