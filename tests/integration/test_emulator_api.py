@@ -303,3 +303,30 @@ def test_drain_finishes_in_flight_and_refuses_new(live: Live) -> None:
     assert drained.result(timeout=30) is True
     worker.join(10)
     assert results == [300]
+
+
+def test_two_replicas_in_one_loop_keep_separate_ports_and_metrics() -> None:
+    async def scenario() -> tuple[float, float, int, int]:
+        first = ReplicaServer(MODEL, "A10G", max_model_len=2048)
+        second = ReplicaServer(MODEL, "L4", max_model_len=2048)
+        ports = (await first.start(), await second.start())
+        try:
+            client = openai.AsyncOpenAI(base_url=f"{first.url}/v1", api_key="none")
+            await client.completions.create(
+                model=MODEL, prompt="only the first", max_tokens=5, extra_body={"ignore_eos": True}
+            )
+            await client.close()
+            counts = []
+            for replica in (first, second):
+                families = text_string_to_metric_families(replica.metrics.exposition().decode())
+                tokens = {f.name: f for f in families}["vllm:generation_tokens"]
+                counts.append(tokens.samples[0].value)
+            return counts[0], counts[1], *ports
+        finally:
+            await first.stop()
+            await second.stop()
+
+    generated_first, generated_second, port_a, port_b = asyncio.run(scenario())
+    assert port_a != port_b
+    assert generated_first == 5
+    assert generated_second == 0

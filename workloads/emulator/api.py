@@ -296,19 +296,8 @@ class OpenAIApi:
         text = render_chat(messages)
         tokens = self.settings.counter.count(text)
         limit = req.max_completion_tokens or req.max_tokens
-        seq, offset = self._sequence(text, tokens, limit, req.ignore_eos)
-        fill = filler(cjk_share(" ".join(c for _, c in messages)) > 0.2)
-        usage = bool(req.stream_options and req.stream_options.include_usage)
-        sink = _Sink(
-            self,
-            conn,
-            kind="chat",
-            fill=fill,
-            offset=offset,
-            stream=req.stream,
-            include_usage=usage,
-        )
-        self._start(seq, sink, conn)
+        user_text = " ".join(c for _, c in messages)
+        self._launch(req, conn, "chat", (text, tokens, user_text), limit)
 
     def _completions(self, request: HttpRequest, conn: HttpConnection) -> None:
         req = self._parse(request, _CompletionRequest)
@@ -324,17 +313,27 @@ class OpenAIApi:
             text, tokens = json.dumps(prompt), len(prompt)
         if tokens < 1:
             raise ApiError(400, "the prompt is empty", "prompt")
-        seq, offset = self._sequence(text, tokens, req.max_tokens, req.ignore_eos)
-        fill = filler(cjk_share(text) > 0.2)
-        usage = bool(req.stream_options and req.stream_options.include_usage)
+        self._launch(req, conn, "completion", (text, tokens, text), req.max_tokens)
+
+    def _launch(
+        self,
+        req: _Sampling,
+        conn: HttpConnection,
+        kind: str,
+        prompt: tuple[str, int, str],
+        max_tokens: int | None,
+    ) -> None:
+        """Queue a chat or completion request; ``prompt`` is (rendered, tokens, user text)."""
+        text, tokens, user_text = prompt
+        seq, offset = self._sequence(text, tokens, max_tokens, req.ignore_eos)
         sink = _Sink(
             self,
             conn,
-            kind="completion",
-            fill=fill,
+            kind=kind,
+            fill=filler(cjk_share(user_text) > 0.2),
             offset=offset,
             stream=req.stream,
-            include_usage=usage,
+            include_usage=bool(req.stream_options and req.stream_options.include_usage),
         )
         self._start(seq, sink, conn)
 

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 
 from workloads.emulator.engine import Engine, EngineStats, Sequence, StepResult
 from workloads.emulator.metrics import ReplicaMetrics
+
+_log = logging.getLogger(__name__)
 
 TIMER_TICK_S = 0.001
 CATCH_UP_LIMIT_S = 0.05
@@ -36,6 +39,11 @@ class LagHistogram:
 
     def __init__(self) -> None:
         self._half = round(_LAG_RANGE_S / _LAG_RESOLUTION_S)
+        self.counts = [0] * (2 * self._half + 1)
+        self.total = 0
+
+    def reset(self) -> None:
+        """Forget what was counted (a benchmark's warm-up, say)."""
         self.counts = [0] * (2 * self._half + 1)
         self.total = 0
 
@@ -65,6 +73,11 @@ class LagHistogram:
         return bins[-1][0]
 
 
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("the emulator's engine loop stopped", exc_info=task.exception())
+
+
 class EngineDriver:
     """Steps one engine in real time and delivers its tokens to the sequences' sinks."""
 
@@ -83,6 +96,7 @@ class EngineDriver:
     def start(self) -> None:
         """Start stepping on the running loop."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name="emulator-engine")
+        self._task.add_done_callback(_report_crash)
 
     async def stop(self) -> None:
         """Stop stepping; sequences still in the engine stay where they are."""

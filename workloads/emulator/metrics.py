@@ -127,13 +127,17 @@ class ReplicaMetrics:
             registry=reg,
         )
         self.success = {r: success.labels(*values, r) for r in FINISH_REASONS}
-        self.ttft = Histogram(
+
+        def histogram(name: str, documentation: str, buckets: tuple[float, ...]) -> Histogram:
+            return Histogram(name, documentation, labels, buckets=buckets, registry=reg).labels(
+                *values
+            )
+
+        self.ttft = histogram(
             "vllm:time_to_first_token_seconds",
             "Histogram of time to first token in seconds.",
-            labels,
-            buckets=TTFT_BUCKETS,
-            registry=reg,
-        ).labels(*values)
+            TTFT_BUCKETS,
+        )
         self.inter_token = StepHistogram(
             "vllm:inter_token_latency_seconds",
             "Histogram of inter-token latency in seconds.",
@@ -141,20 +145,16 @@ class ReplicaMetrics:
             INTER_TOKEN_BUCKETS,
             reg,
         )
-        self.e2e = Histogram(
+        self.e2e = histogram(
             "vllm:e2e_request_latency_seconds",
             "Histogram of e2e request latency in seconds.",
-            labels,
-            buckets=REQUEST_LATENCY_BUCKETS,
-            registry=reg,
-        ).labels(*values)
-        self.queue_time = Histogram(
+            REQUEST_LATENCY_BUCKETS,
+        )
+        self.queue_time = histogram(
             "vllm:request_queue_time_seconds",
             "Histogram of time spent in WAITING phase for request.",
-            labels,
-            buckets=REQUEST_LATENCY_BUCKETS,
-            registry=reg,
-        ).labels(*values)
+            REQUEST_LATENCY_BUCKETS,
+        )
 
     def record_step(self, result: StepResult) -> None:
         """Counters and histograms for one completed step."""
