@@ -53,6 +53,14 @@ class LagHistogram:
         self.counts[min(max(i, -self._half), self._half) + self._half] += n
         self.total += n
 
+    def share_beyond(self, lag_s: float) -> float:
+        """Share of tokens whose |lag| exceeded ``lag_s``."""
+        if not self.total:
+            return 0.0
+        edge = round(lag_s / _LAG_RESOLUTION_S)
+        beyond = sum(c for i, c in enumerate(self.counts) if abs(i - self._half) > edge)
+        return beyond / self.total
+
     def percentile(self, p: float, *, absolute: bool = False) -> float:
         """Lag (seconds) below which ``p`` percent of tokens were emitted."""
         if not self.total:
