@@ -326,7 +326,12 @@ def test_two_replicas_in_one_loop_keep_separate_ports_and_metrics() -> None:
             await first.stop()
             await second.stop()
 
-    generated_first, generated_second, port_a, port_b = asyncio.run(scenario())
+    # A private loop: asyncio.run would unset the thread's current loop for later tests.
+    loop = asyncio.new_event_loop()
+    try:
+        generated_first, generated_second, port_a, port_b = loop.run_until_complete(scenario())
+    finally:
+        loop.close()
     assert port_a != port_b
     assert generated_first == 5
     assert generated_second == 0
