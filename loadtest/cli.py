@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import typer
 
+from workloads.emulator.cli import emulate
+
 app = typer.Typer(
     name="qwen-stress",
     help="Capacity-test a Qwen2.5 API: emulate it locally, load it with Locust, report.",
@@ -20,6 +22,9 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Capacity-test a Qwen2.5 API: emulate it locally, load it with Locust, report."""
+
+
+app.command()(emulate)
 
 
 def main() -> None:
