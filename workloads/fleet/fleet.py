@@ -74,6 +74,7 @@ class Fleet:
         self._leaving: set[str] = set()
         self._retiring: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
+        self._cpu_mark = (time.process_time(), time.monotonic())
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self, port: int = 0) -> int:
@@ -180,6 +181,7 @@ class Fleet:
         return {
             "time_scale": self.clock.time_scale,
             "cluster_s": round(cluster.now, 3),
+            "cpu": self._cpu_share(),
             "desired_replicas": control.replicas,
             "ready_replicas": cluster.count(PodState.READY),
             "pending_replicas": cluster.count(PodState.PENDING) + cluster.count(PodState.STARTING),
@@ -200,6 +202,13 @@ class Fleet:
             },
             "fleet": self.spec.describe(),
         }
+
+    def _cpu_share(self) -> float:
+        """Share of one core this process used since the last status: near 1, timings suffer."""
+        cpu, wall = time.process_time(), time.monotonic()
+        last_cpu, last_wall = self._cpu_mark
+        self._cpu_mark = (cpu, wall)
+        return round((cpu - last_cpu) / max(wall - last_wall, 1e-6), 3)
 
     def _status_route(self) -> tuple[int, bytes]:
         return 200, json.dumps(self.status()).encode()
