@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import multiprocessing as mp
 import os
 import sys
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import uvloop
+from bench_emulator import pin, stream_request
 
 from workloads.emulator import ReplicaServer
 from workloads.fleet.router import Backend, Router
@@ -42,14 +42,9 @@ ROUNDS = 2
 """Each path is measured this many times, alternating, so drift on a shared machine hits both."""
 
 
-def _pin(cpu: int) -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > cpu:
-        os.sched_setaffinity(0, {cpu})
-
-
 def server_process(conn: Connection, model: str, gpu: str) -> None:
     """Serve a replica and a router in front of it; report CPU share between marks."""
-    _pin(0)
+    pin(0)
 
     async def main() -> None:
         replica = ReplicaServer(model, gpu, max_model_len=4096)
@@ -126,22 +121,10 @@ def load_process(
     ports: dict[str, int], model: str, streams: int, seconds: float, conn: Connection
 ) -> None:
     """Alternate direct and routed windows; send each window's timings back."""
-    _pin(1)
+    pin(1)
 
     async def window(port: int) -> dict[str, Any]:
-        body = json.dumps(
-            {
-                "model": model,
-                "messages": [{"role": "user", "content": "Benchmark the router, please."}],
-                "max_tokens": MAX_TOKENS,
-                "ignore_eos": True,
-                "stream": True,
-            }
-        ).encode()
-        request = (
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\n"
-            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
-        )
+        request = stream_request(model, "Benchmark the router, please.", MAX_TOKENS)
         sink: dict[str, Any] = {"on": False, "ttft": [], "itl": [], "tokens": 0}
         loop = asyncio.get_running_loop()
         transports = []

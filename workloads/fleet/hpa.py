@@ -21,8 +21,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
-from workloads.autoscaling import HPA_TOLERANCE, AutoscalingSpec, ScalingRules
+from workloads.autoscaling import HPA_TOLERANCE, AutoscalingSpec, ScalingPolicy, ScalingRules
 
 
 def trigger_replicas(
@@ -97,55 +98,50 @@ def _changed_within(events: list[ScaleEvent], period_s: float, now: float) -> in
     return sum(e.change for e in events if e.at > now - period_s)
 
 
-def scale_up_limit(
+def _period_starts(
+    current: int, ups: list[ScaleEvent], downs: list[ScaleEvent], rules: ScalingRules, now: float
+) -> list[tuple[ScalingPolicy, int]]:
+    """Each policy with the replica count at the start of its period (changes since undone)."""
+    return [
+        (
+            policy,
+            current
+            - _changed_within(ups, policy.period_seconds, now)
+            + _changed_within(downs, policy.period_seconds, now),
+        )
+        for policy in rules.policies
+    ]
+
+
+def scale_limit(
+    direction: Literal["up", "down"],
     current: int,
+    rules: ScalingRules,
+    *,
     ups: list[ScaleEvent],
     downs: list[ScaleEvent],
-    rules: ScalingRules,
     now: float,
 ) -> int:
-    """The most replicas the scale-up policies allow now (``current`` when disabled)."""
+    """The furthest the policies let the count go now (``current`` when disabled).
+
+    Each policy's allowance counts from the replicas at the start of its period; ``Max``
+    (the default) takes the policy allowing the largest change, ``Min`` the smallest.
+    """
     if rules.select_policy == "Disabled":
         return current
     proposals = []
-    for policy in rules.policies:
-        start = (
-            current
-            - _changed_within(ups, policy.period_seconds, now)
-            + _changed_within(downs, policy.period_seconds, now)
-        )
-        if policy.type == "Pods":
-            proposals.append(start + policy.value)
+    for p, start in _period_starts(current, ups, downs, rules, now):
+        if direction == "up":
+            # A percentage is rounded up, or a small Deployment could never grow by one.
+            grown = start * (1 + p.value / 100)
+            proposals.append(start + p.value if p.type == "Pods" else math.ceil(grown))
         else:
-            # Rounded up, or a small Deployment could never grow by a percentage.
-            proposals.append(math.ceil(start * (1 + policy.value / 100)))
-    return min(proposals) if rules.select_policy == "Min" else max(proposals)
-
-
-def scale_down_limit(
-    current: int,
-    ups: list[ScaleEvent],
-    downs: list[ScaleEvent],
-    rules: ScalingRules,
-    now: float,
-) -> int:
-    """The fewest replicas the scale-down policies allow now (``current`` when disabled)."""
-    if rules.select_policy == "Disabled":
-        return current
-    proposals = []
-    for policy in rules.policies:
-        start = (
-            current
-            - _changed_within(ups, policy.period_seconds, now)
-            + _changed_within(downs, policy.period_seconds, now)
-        )
-        if policy.type == "Pods":
-            proposals.append(start - policy.value)
-        else:
-            # Truncated towards zero, as Go's int32() conversion does.
-            proposals.append(int(start * (1 - policy.value / 100)))
-    # "Min" selects the smallest change, which for a scale-down is the largest count.
-    return max(proposals) if rules.select_policy == "Min" else min(proposals)
+            # A percentage is truncated towards zero, as Go's int32() conversion does.
+            shrunk = start * (1 - p.value / 100)
+            proposals.append(start - p.value if p.type == "Pods" else int(shrunk))
+    largest_change = max if direction == "up" else min
+    smallest_change = min if direction == "up" else max
+    return (smallest_change if rules.select_policy == "Min" else largest_change)(proposals)
 
 
 @dataclass(frozen=True)
@@ -202,11 +198,17 @@ class Hpa:
     def _within_rates(self, desired: int, current: int, now: float) -> int:
         spec = self.spec
         if desired > current:
-            limit = max(scale_up_limit(current, self.ups, self.downs, spec.scale_up, now), current)
+            limit = max(
+                scale_limit("up", current, spec.scale_up, ups=self.ups, downs=self.downs, now=now),
+                current,
+            )
             return min(desired, spec.max_replicas, limit)
         if desired < current:
             limit = min(
-                scale_down_limit(current, self.ups, self.downs, spec.scale_down, now), current
+                scale_limit(
+                    "down", current, spec.scale_down, ups=self.ups, downs=self.downs, now=now
+                ),
+                current,
             )
             return max(desired, spec.min_replicas, limit)
         return desired
