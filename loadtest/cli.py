@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import typer
 
+from loadtest import run_cli
+
 app = typer.Typer(
     name="qwen-stress",
     help="Capacity-test a Qwen2.5 API: emulate it locally, load it with Locust, report.",
@@ -22,6 +24,14 @@ def _root() -> None:
     """Capacity-test a Qwen2.5 API: emulate it locally, load it with Locust, report."""
 
 
+app.command("run")(run_cli.run)
+app.command("report")(run_cli.report)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

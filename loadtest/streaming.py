@@ -1,0 +1,147 @@
+"""Read a streamed completion chunk by chunk, timestamping each content chunk as it arrives.
+
+Locust's ``FastHttpSession.iter_lines`` reads fixed 1024-byte blocks and blocks until a block
+is full, so several SSE events are delivered together: TTFT grows by tens of milliseconds and
+inter-token gaps collapse to zero. Here every line is taken from the socket as soon as its
+newline arrives (geventhttpclient's ``readline`` returns what is buffered, reading more only
+when no full line is there), and the clock is read once per content chunk.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Any, Protocol
+
+from loadtest.records import REASON_BAD_RESPONSE, REASON_BROKEN_STREAM, REASON_EMPTY_STREAM
+
+
+class LineSource(Protocol):
+    """What the parser needs from a response: geventhttpclient's ``HTTPSocketResponse``."""
+
+    def readline(self, sep: bytes = b"\r\n") -> bytes:
+        """The next line including its separator; empty once the body is complete."""
+        ...
+
+
+@dataclass(slots=True)
+class StreamOutcome:
+    """What a stream delivered, in seconds from the request start (``perf_counter`` based)."""
+
+    first_s: float | None = None
+    last_s: float | None = None
+    gaps_ms: list[float] = field(default_factory=list)
+    chunks: int = 0
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    failure: str | None = None
+    detail: str | None = None
+
+    def fail(self, reason: str, detail: str) -> StreamOutcome:
+        """Mark the stream failed (the first failure wins) and return it."""
+        if self.failure is None:
+            self.failure = reason
+            self.detail = detail[:300]
+        return self
+
+
+def _content(event: dict[str, Any], chat: bool) -> str | None:
+    choices = event.get("choices")
+    if not choices:
+        return None
+    choice = choices[0]
+    if chat:
+        delta = choice.get("delta")
+        return delta.get("content") if delta else None
+    text: str | None = choice.get("text")
+    return text
+
+
+def read_sse(source: LineSource, t0: float, chat: bool) -> StreamOutcome:
+    """Consume an OpenAI-style SSE stream (``/v1/chat/completions`` or ``/v1/completions``).
+
+    A content chunk is an event whose first choice carries non-empty text (vLLM's first chat
+    event only announces the role and does not count). ``usage`` comes in the last event when
+    ``stream_options.include_usage`` is set. A stream that ends without ``[DONE]`` is broken.
+    """
+    out = StreamOutcome()
+    last = 0.0
+    done = False
+    readline = source.readline
+    loads = json.loads
+    gaps = out.gaps_ms
+    while True:
+        line = readline(b"\n")
+        if not line:
+            break
+        if not line.startswith(b"data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == b"[DONE]":
+            done = True
+            continue
+        now = perf_counter()
+        try:
+            event = loads(payload)
+        except ValueError:
+            return out.fail(REASON_BROKEN_STREAM, f"not JSON: {payload[:120]!r}")
+        if not isinstance(event, dict):
+            return out.fail(REASON_BROKEN_STREAM, f"not a JSON object: {payload[:120]!r}")
+        if "error" in event:
+            return out.fail(REASON_BAD_RESPONSE, f"error event: {json.dumps(event['error'])}")
+        if _content(event, chat):
+            if out.first_s is None:
+                out.first_s = now - t0
+            else:
+                gaps.append(round((now - last) * 1000.0, 3))
+            last = now
+            out.chunks += 1
+        usage = event.get("usage")
+        if usage:
+            out.prompt_tokens = usage.get("prompt_tokens")
+            out.output_tokens = usage.get("completion_tokens")
+    if out.first_s is not None:
+        out.last_s = last - t0
+    if not done:
+        return out.fail(REASON_BROKEN_STREAM, "the stream ended without data: [DONE]")
+    if out.chunks == 0:
+        return out.fail(REASON_EMPTY_STREAM, "the stream carried no content")
+    return out
+
+
+def read_generate(source: LineSource, t0: float) -> StreamOutcome:
+    """Consume vLLM's legacy ``/generate`` stream: NUL-separated ``{"text": [cumulative]}``.
+
+    That API reports no token counts; each growing chunk counts as one token (the legacy
+    server emits one chunk per engine step) and the record says so (``usage: false``).
+    """
+    out = StreamOutcome()
+    last = 0.0
+    seen = -1
+    while True:
+        line = source.readline(b"\0")
+        if not line:
+            break
+        payload = line.rstrip(b"\0").strip()
+        if not payload:
+            continue
+        now = perf_counter()
+        try:
+            event = json.loads(payload)
+            text = event["text"][0]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return out.fail(REASON_BROKEN_STREAM, f"not a /generate chunk: {payload[:120]!r}")
+        if len(text) > seen:
+            if out.first_s is None:
+                out.first_s = now - t0
+            else:
+                out.gaps_ms.append(round((now - last) * 1000.0, 3))
+            last = now
+            out.chunks += 1
+            seen = len(text)
+    if out.first_s is not None:
+        out.last_s = last - t0
+    if out.chunks == 0:
+        return out.fail(REASON_EMPTY_STREAM, "the stream carried no generated text")
+    return out
