@@ -82,8 +82,9 @@ class LLMClientUser(FastHttpUser):
     settings: ClassVar[UserSettings | None] = None
     sink: ClassVar[RecordSink] = _ListSink()
     wait_time = between(0, 0)
-    # A request is bounded by the workload's timeout_s; the socket must not give up first.
-    network_timeout = 3600.0
+    # A request is bounded by the workload's timeout_s (one gevent timer per request). No socket
+    # timeout: gevent would arm and disarm a timer around every read, once per streamed chunk.
+    network_timeout = None  # type: ignore[assignment]
     connection_timeout = 10.0
 
     @classmethod

@@ -9,7 +9,7 @@ arrive from the workers.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,8 @@ class RequestRecord:
 
     def to_json(self) -> dict[str, Any]:
         """The record as written to ``requests.jsonl`` (with the derived TPOT)."""
-        data = asdict(self)
+        # Field by field: dataclasses.asdict deep-copies the ITL list, once per float.
+        data = {name: getattr(self, name) for name in _FIELDS}
         data["tpot_ms"] = self.tpot_ms
         return data
 
@@ -78,6 +79,9 @@ class RequestRecord:
         """Read a record back; derived and unknown keys are ignored so old files still load."""
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_FIELDS = tuple(f.name for f in fields(RequestRecord))
 
 
 def read(path: Path) -> Iterator[RequestRecord]:

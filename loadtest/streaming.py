@@ -53,9 +53,18 @@ def _content(event: dict[str, Any], chat: bool) -> str | None:
     choice = choices[0]
     if chat:
         delta = choice.get("delta")
-        return delta.get("content") if delta else None
-    text: str | None = choice.get("text")
+        if not delta:
+            return None
+        text: str | None = delta.get("content") or delta.get("reasoning_content")
+        return text
+    text = choice.get("text")
     return text
+
+
+def _fast_patterns(chat: bool) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    key = b'"content":' if chat else b'"text":'
+    spaced = key + b" "
+    return (key + b'"', spaced + b'"'), (key + b'""', spaced + b'""', b'"usage":{', b'"usage": {')
 
 
 def read_sse(source: LineSource, t0: float, chat: bool) -> StreamOutcome:
@@ -64,6 +73,10 @@ def read_sse(source: LineSource, t0: float, chat: bool) -> StreamOutcome:
     A content chunk is an event whose first choice carries non-empty text (vLLM's first chat
     event only announces the role and does not count). ``usage`` comes in the last event when
     ``stream_options.include_usage`` is set. A stream that ends without ``[DONE]`` is broken.
+
+    Content events are most of the stream, so they are recognised from their bytes (a
+    non-empty ``"content":"`` or ``"text":"`` and no usage) without a JSON parse; every
+    other event (role, usage, errors, anything unusual) is parsed in full.
     """
     out = StreamOutcome()
     last = 0.0
@@ -71,36 +84,48 @@ def read_sse(source: LineSource, t0: float, chat: bool) -> StreamOutcome:
     readline = source.readline
     loads = json.loads
     gaps = out.gaps_ms
+    (has_a, has_b), (empty_a, empty_b, usage_a, usage_b) = _fast_patterns(chat)
     while True:
-        line = readline(b"\n")
+        # One call per event: SSE events end with a blank line, and vLLM sends one data line each.
+        line = readline(b"\n\n")
         if not line:
             break
         if not line.startswith(b"data:"):
             continue
-        payload = line[5:].strip()
-        if payload == b"[DONE]":
-            done = True
-            continue
         now = perf_counter()
-        try:
-            event = loads(payload)
-        except ValueError:
-            return out.fail(REASON_BROKEN_STREAM, f"not JSON: {payload[:120]!r}")
-        if not isinstance(event, dict):
-            return out.fail(REASON_BROKEN_STREAM, f"not a JSON object: {payload[:120]!r}")
-        if "error" in event:
-            return out.fail(REASON_BAD_RESPONSE, f"error event: {json.dumps(event['error'])}")
-        if _content(event, chat):
+        payload = line[5:].strip()
+        if (
+            (has_a in payload or has_b in payload)
+            and empty_a not in payload
+            and empty_b not in payload
+            and usage_a not in payload
+            and usage_b not in payload
+        ):
+            content = True
+        else:
+            if payload == b"[DONE]":
+                done = True
+                continue
+            try:
+                event = loads(payload.decode())
+            except ValueError:
+                return out.fail(REASON_BROKEN_STREAM, f"not JSON: {payload[:120]!r}")
+            if not isinstance(event, dict):
+                return out.fail(REASON_BROKEN_STREAM, f"not a JSON object: {payload[:120]!r}")
+            if "error" in event:
+                return out.fail(REASON_BAD_RESPONSE, f"error event: {json.dumps(event['error'])}")
+            usage = event.get("usage")
+            if usage:
+                out.prompt_tokens = usage.get("prompt_tokens")
+                out.output_tokens = usage.get("completion_tokens")
+            content = bool(_content(event, chat))
+        if content:
             if out.first_s is None:
                 out.first_s = now - t0
             else:
                 gaps.append(round((now - last) * 1000.0, 3))
             last = now
             out.chunks += 1
-        usage = event.get("usage")
-        if usage:
-            out.prompt_tokens = usage.get("prompt_tokens")
-            out.output_tokens = usage.get("completion_tokens")
     if out.first_s is not None:
         out.last_s = last - t0
     if not done:
