@@ -8,7 +8,6 @@ what the same run would cost in the cloud.
 
 from __future__ import annotations
 
-from itertools import pairwise
 from typing import Any
 
 from workloads import catalog
@@ -31,20 +30,32 @@ def price_per_gpu_hour(gpu: str, instance_type: str | None) -> tuple[float, str]
 
 
 def gpu_seconds(
-    timeline: list[dict[str, Any]], replicas: int, gpus_per_replica: int, run_s: float
+    timeline: list[dict[str, Any]],
+    replicas: int,
+    gpus_per_replica: int,
+    start_s: float,
+    end_s: float,
 ) -> float:
-    """GPU-seconds used: replicas integrated over the timeline, else a constant fleet."""
-    samples = [(s["t"], s["replicas"]) for s in timeline if s.get("replicas") is not None]
-    if len(samples) < 2:
-        return replicas * gpus_per_replica * run_s
-    used = 0.0
-    for (t_a, r_a), (t_b, _) in pairwise(samples):
-        used += r_a * (t_b - t_a)
+    """GPU-seconds over the load window, else a constant fleet.
+
+    The timeline's replica counts hold from sample to sample (the first back to the window's
+    start, the last to its end).
+    """
+    samples = [
+        (float(s["t"]), float(s["replicas"])) for s in timeline if s.get("replicas") is not None
+    ]
+    if not samples:
+        return replicas * gpus_per_replica * max(end_s - start_s, 0.0)
+    edges = [start_s] + [min(max(t, start_s), end_s) for t, _ in samples[1:]] + [end_s]
+    used = sum(r * max(b - a, 0.0) for (_, r), a, b in zip(samples, edges, edges[1:], strict=False))
     return used * gpus_per_replica
 
 
 def estimate(
-    target: dict[str, Any], timeline: list[dict[str, Any]], run_s: float, time_scale: float
+    target: dict[str, Any],
+    timeline: list[dict[str, Any]],
+    window: tuple[float, float],
+    time_scale: float,
 ) -> dict[str, Any] | None:
     """The cost object of ``summary.json``, or None when the target's GPU is unknown."""
     gpu = target.get("gpu")
@@ -56,7 +67,7 @@ def estimate(
         return None
     gpus = int(target.get("gpus_per_replica") or 1)
     replicas = int(target.get("replicas") or 1)
-    hours = gpu_seconds(timeline, replicas, gpus, run_s) / 3600.0 / time_scale
+    hours = gpu_seconds(timeline, replicas, gpus, *window) / 3600.0 / time_scale
     return {
         "gpu": gpu,
         "instance_type": instance_type,

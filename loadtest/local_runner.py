@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import IO, Any
@@ -33,11 +33,10 @@ from locust.runners import STATE_MISSING, MasterRunner
 from loadtest import live, run_files
 from loadtest.collector import Collector
 from loadtest.llm_user import ArrivalUser, LLMUser, UserSettings
-from loadtest.plans import Plan, PlanOptions, Step
-from loadtest.slo import Slo
-from loadtest.targets import Target, free_port
+from loadtest.plans import Step
+from loadtest.run_spec import RunSpec
+from loadtest.targets import free_port
 from loadtest.worker import RATE_MESSAGE, RECORDS_MESSAGE, SETTINGS_ENV
-from loadtest.workload import Workload
 
 WORKER_CONNECT_TIMEOUT_S = 90.0
 DRAIN_S = 30.0
@@ -49,26 +48,6 @@ VERDICT_GRACE_S = 1.0
 
 class RunError(RuntimeError):
     """The run could not start (workers never connected, target refused to start...)."""
-
-
-@dataclass
-class RunSpec:
-    """Everything a run needs, validated by the CLI before anything starts."""
-
-    out_dir: Path
-    plan: Plan
-    plan_options: PlanOptions
-    workload: Workload
-    slo: Slo
-    target: Target
-    model: str
-    workers: int = 2
-    time_scale: float = 1.0
-    api_key_env: str | None = None
-    max_inflight: int = 1000
-    sample_interval_s: float = 2.0
-    command: list[str] = field(default_factory=list)
-    show_live: bool = True
 
 
 @dataclass

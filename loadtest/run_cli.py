@@ -18,6 +18,7 @@ import typer
 
 from infra.config import ConfigError, load_stack_file
 from loadtest import plans, run_files, slo, workload
+from loadtest.run_spec import RunSpec
 from loadtest.targets import EmulatorTarget, Target, TargetError, UrlTarget, list_models
 
 EXIT_SLO_FAILED = 1
@@ -195,8 +196,17 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
         spec = _spec(locals())
     except (UsageError, workload.WorkloadError, slo.SloError, plans.PlanError, TargetError) as err:
         raise _fail(str(err)) from None
-    from loadtest.local_runner import LocalRun, RunError  # noqa: PLC0415 - Locust patches the stdlib for gevent
-    from loadtest.summary import write  # noqa: PLC0415 - plotly loads only when reporting
+    summary, outcome = _execute(spec)
+    if outcome.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if fail_on_slo and not summary["verdict"]["pass"]:
+        raise typer.Exit(EXIT_SLO_FAILED)
+
+
+def _execute(spec: RunSpec) -> tuple[dict[str, Any], Any]:
+    """Run, analyse, print; only here is Locust imported (it patches the stdlib for gevent)."""
+    from loadtest.local_runner import LocalRun, RunError  # noqa: PLC0415
+    from loadtest.summary import write  # noqa: PLC0415
 
     try:
         outcome = LocalRun(spec).run()
@@ -205,24 +215,17 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
         raise typer.Exit(1) from None
     summary = write(outcome.run_dir)
     _print_result(outcome.run_dir, summary)
-    if outcome.interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
-    if fail_on_slo and not summary["verdict"]["pass"]:
-        raise typer.Exit(EXIT_SLO_FAILED)
+    return summary, outcome
 
 
-def _spec(args: dict[str, Any]) -> Any:
-    from loadtest.local_runner import RunSpec  # noqa: PLC0415 - Locust patches the stdlib for gevent
-
+def _spec(args: dict[str, Any]) -> RunSpec:
     mix = workload.load(args["workload_file"]).with_max_tokens(args["max_tokens"])
     if args["endpoint"] is not None:
         if args["endpoint"] not in workload.ENDPOINT_PATHS:
             raise UsageError(f"--endpoint {args['endpoint']!r}: use chat, completions or generate")
         mix = mix.with_endpoint(args["endpoint"])
     objectives = slo.parse(args["slo_text"])
-    name = args["plan"] or (
-        "fixed" if args["users"] is not None and args["duration"] else "capacity"
-    )
+    name = args["plan"] or ("fixed" if args["users"] is not None else "capacity")
     local = args["url"] is None
     scale = (
         args["time_scale"]

@@ -51,6 +51,7 @@ def build(run_dir: Path) -> dict[str, Any]:
     plan = config["plan"]["name"]
     result = analysis.analyze(recs, steps, t0, slo, plan, timeline)
     run_s = sum(s.duration_s for s in steps)
+    window = (steps[0].start_s, steps[-1].end_s) if steps else (0.0, 0.0)
     time_scale = float(config.get("time_scale", 1.0))
     finished = next((e for e in events if e.get("kind") == "finished"), {})
     return {
@@ -60,7 +61,7 @@ def build(run_dir: Path) -> dict[str, Any]:
         "target": config["target"],
         "slo": slo.to_json(),
         **result,
-        "cost": cost.estimate(config["target"], timeline, run_s, time_scale),
+        "cost": cost.estimate(config["target"], timeline, window, time_scale),
         "duration_s": round(run_s, 3),
         "time_scale": time_scale,
         "workers": config.get("workers"),
