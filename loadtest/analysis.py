@@ -101,7 +101,11 @@ def _meets(record: RequestRecord, limits: dict[str, float]) -> bool:
 def assign(
     records: list[RequestRecord], spans: list[StepSpan], t0: float
 ) -> list[list[RequestRecord]]:
-    """Group records by the step during which each was sent; records outside every step drop."""
+    """Group records by the step during which each was sent.
+
+    A request sent after the last step ended (in the moment the stop takes to reach the
+    workers) still belongs to the last step; one sent before the first step (none are) drops.
+    """
     groups: list[list[RequestRecord]] = [[] for _ in spans]
     if not spans:
         return groups
@@ -109,7 +113,7 @@ def assign(
     for record in records:
         offset = record.start - t0
         i = int(np.searchsorted(starts, offset, side="right")) - 1
-        if i >= 0 and offset < spans[i].end_s:
+        if i >= 0 and (offset < spans[i].end_s or i == len(spans) - 1):
             groups[i].append(record)
     return groups
 
