@@ -9,6 +9,8 @@ from __future__ import annotations
 import pulumi
 
 from infra.config import ConfigError, load
+from infra.platform import Platform
+from workloads.vllm_service import VllmService
 
 try:
     config = load()
@@ -16,4 +18,21 @@ except ConfigError as err:
     # RunError ends the program with the message alone; a stack trace would bury the key to fix.
     raise pulumi.RunError(str(err)) from None
 
+platform = Platform("platform", config, pulumi.get_project(), pulumi.get_stack())
+
+pulumi.export("clusterName", platform.cluster_name)
+pulumi.export("region", platform.region)
+pulumi.export("kubeconfig", platform.kubeconfig)
+pulumi.export("gpuNodeGroupName", platform.gpu_node_group_name)
+pulumi.export("gpuAsgName", platform.gpu_asg_name)
 pulumi.export("gpuInstanceType", config.gpu.instance_type)
+pulumi.export("prometheusUrl", platform.prometheus_url)
+
+vllm = VllmService.from_config(
+    "qwen",
+    config,
+    crd_releases=platform.crd_releases,
+    opts=pulumi.ResourceOptions(provider=platform.k8s_provider),
+)
+for key, value in vllm.exports().items():
+    pulumi.export(key, value)

@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from infra import versions
 from workloads import catalog
 from workloads.autoscaling import AutoscalingSpec
 from workloads.fit import FitError, FitResult, check_fit
@@ -59,18 +60,23 @@ class ClusterConfig(BaseModel):
     model_config = _CONFIG
 
     name_prefix: str = Field(
-        default="qwen-stress", description="Prefix of every resource name (lowercase, <= 20)."
+        default="qwen-stress",
+        description="Prefix of the cluster name: a letter, then up to 19 of a-z, 0-9 and -.",
     )
-    kubernetes_version: str = Field(default="1.34", description="EKS Kubernetes version.")
+    kubernetes_version: str = Field(
+        default=versions.DEFAULT_KUBERNETES_VERSION,
+        description="EKS minor version pinned in infra/versions.py; the autoscaler image follows.",
+    )
     endpoint_public_access_cidrs: list[str] = Field(
         min_length=1,
         description="CIDRs allowed to reach the public API endpoint (where you deploy from).",
     )
     system_instance_type: str = Field(
-        default="c6i.2xlarge", description="Instance type of the system node group."
+        default="c6i.2xlarge",
+        description="On-demand instance type of the system node group (add-ons, Prometheus).",
     )
-    system_min_nodes: int = Field(default=1, ge=1)
-    system_max_nodes: int = Field(default=2, ge=1)
+    system_min_nodes: int = Field(default=1, ge=1, description="System node group minimum.")
+    system_max_nodes: int = Field(default=2, ge=1, description="System node group maximum.")
 
     @field_validator("name_prefix")
     @classmethod
@@ -85,15 +91,24 @@ class ClusterConfig(BaseModel):
     @field_validator("kubernetes_version")
     @classmethod
     def _version(cls, value: str) -> str:
-        if not re.fullmatch(r"1\.\d{2}", value):
-            raise ValueError(f'{value!r} is not an EKS version; write it like "1.34"')
+        if value not in versions.KUBERNETES:
+            known = ", ".join(f'"{v}"' for v in versions.KUBERNETES)
+            raise ValueError(
+                f"{value!r} is not a Kubernetes version this project's chart and Cluster "
+                f"Autoscaler pins were checked against; use {known} (or add a row to "
+                "infra/versions.py after checking the pins)"
+            )
         return value
 
     @field_validator("endpoint_public_access_cidrs")
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
         for cidr in value:
-            _ipv4_network(cidr)
+            if _ipv4_network(cidr).prefixlen == 0:
+                raise ValueError(
+                    f"{cidr} opens the Kubernetes API to the whole internet; use the address "
+                    "you deploy from, e.g. $(curl -s https://checkip.amazonaws.com)/32"
+                )
         return value
 
     @field_validator("system_instance_type")
@@ -125,9 +140,12 @@ class NetworkConfig(BaseModel):
     model_config = _CONFIG
 
     cidr: str = Field(default="10.0.0.0/16", description="VPC CIDR, /16 to /20.")
-    az_count: int = Field(default=2, description="Availability zones (EKS needs at least 2).")
+    az_count: int = Field(
+        default=2, description="Availability zones, 2 to 4 (EKS needs at least 2)."
+    )
     nat_gateways: Literal["single", "perAz"] = Field(
-        default="single", description="One NAT gateway (cheap) or one per AZ (resilient)."
+        default="single",
+        description="`single` NAT gateway (cheap) or `perAz` (survives a zone outage).",
     )
 
     @field_validator("cidr")
@@ -157,12 +175,22 @@ class GpuConfig(BaseModel):
 
     model_config = _CONFIG
 
-    instance_type: str = Field(default="g4dn.xlarge", description="GPU instance type.")
-    capacity_type: Literal["on-demand", "spot"] = Field(default="on-demand")
-    min_nodes: int = Field(default=0, ge=0)
-    max_nodes: int = Field(default=2)
+    instance_type: str = Field(
+        default="g4dn.xlarge", description="GPU instance type (from the catalog)."
+    )
+    capacity_type: Literal["on-demand", "spot"] = Field(
+        default="on-demand", description="`on-demand` or `spot` (priced at its worst observed)."
+    )
+    min_nodes: int = Field(
+        default=0, ge=0, description="Fewest GPU nodes; 0 lets the autoscaler remove them all."
+    )
+    max_nodes: int = Field(
+        default=2, description="Most GPU nodes the autoscaler may start (at least 1)."
+    )
     disk_gib: int = Field(
-        default=150, alias="diskGiB", description="gp3 root volume; holds the vLLM image."
+        default=150,
+        alias="diskGiB",
+        description="gp3 root volume in GiB, 100 to 2000; holds the vLLM image and weights.",
     )
 
     @field_validator("instance_type")
@@ -211,9 +239,22 @@ class TagsConfig(BaseModel):
 
     model_config = _CONFIG
 
-    owner: str = Field(min_length=1, description="Who to ask about this stack.")
-    cost_center: str = Field(min_length=1, description="Where the bill goes.")
-    extra: dict[str, str] = Field(default_factory=dict)
+    owner: str = Field(min_length=1, description="Who to ask about this stack (tag `owner`).")
+    cost_center: str = Field(min_length=1, description="Where the bill goes (tag `cost-center`).")
+    extra: dict[str, str] = Field(
+        default_factory=dict, description="More tags, as `{key: value}`, on every resource."
+    )
+
+    @field_validator("extra")
+    @classmethod
+    def _extra(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key.lower().startswith("aws:") or not 1 <= len(key) <= 128:
+                raise ValueError(
+                    f"tag key {key!r}: AWS refuses keys that start with 'aws:' or are longer "
+                    "than 128 characters; rename it"
+                )
+        return value
 
 
 class ClusterAutoscalerConfig(BaseModel):
@@ -223,12 +264,16 @@ class ClusterAutoscalerConfig(BaseModel):
 
     scale_down_unneeded_time: str = Field(
         default="5m",
-        description="Idle time before a node is removed (upstream 10m; idle GPUs cost money).",
+        description="Idle time before a node goes, 1m to 1h (upstream: 10m; idle GPUs cost).",
     )
     scale_down_delay_after_add: str = Field(
-        default="5m", description="Wait after a scale-up before any scale-down (upstream 10m)."
+        default="5m",
+        description="Wait after a scale-up before any scale-down, 1m to 1h (upstream: 10m).",
     )
-    expander: Literal["least-waste", "most-pods", "random"] = Field(default="least-waste")
+    expander: Literal["least-waste", "most-pods", "random"] = Field(
+        default="least-waste",
+        description="`least-waste`, `most-pods` or `random`: which group grows when several could.",
+    )
 
     @field_validator("scale_down_unneeded_time", "scale_down_delay_after_add")
     @classmethod
@@ -246,13 +291,15 @@ class BudgetConfig(BaseModel):
 
     model_config = _CONFIG
 
-    max_hourly_usd: float | None = Field(default=None, gt=0)
+    max_hourly_usd: float | None = Field(
+        default=None, gt=0, description="Refuse a stack whose maximum size costs more per hour."
+    )
 
 
 class StackConfig(BaseModel):
     """Every ``qwen-stress:*`` setting of one stack, validated together."""
 
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    model_config = _CONFIG
 
     region: str = Field(default="us-east-1", description="From aws:region.")
     cluster: ClusterConfig
@@ -304,7 +351,10 @@ def _cross_check(cfg: StackConfig) -> list[str]:
         fit = cfg.fit
     except FitError as err:
         return [f"{NAMESPACE}:model.name: {err}"]
-    errors = []
+    errors = [
+        f"{NAMESPACE}:autoscaling.{line}"
+        for line in cfg.autoscaling.scheduler_errors(fit.max_num_seqs)
+    ]
     gpus_per_node = cfg.gpu.instance.gpu_count
     needed = cfg.autoscaling.max_replicas * fit.gpus_per_replica
     available = cfg.gpu.max_nodes * gpus_per_node

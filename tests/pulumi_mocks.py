@@ -25,7 +25,57 @@ ACCOUNT_ID = "123456789012"
 
 # Outputs the cloud would compute, by resource type; inputs are echoed back as outputs too.
 ComputedOutputs = Callable[[pulumi.runtime.MockResourceArgs], dict[str, Any]]
-COMPUTED_OUTPUTS: dict[str, ComputedOutputs] = {}
+
+
+def _role(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    name = f"{args.name}-0a1b2c3"  # AWS autonaming appends a random suffix
+    return {"name": name, "arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"}
+
+
+def _node_group(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    name = f"{args.name}-20261128"
+    return {
+        "nodeGroupName": name,
+        "arn": f"arn:aws:eks:us-east-1:{ACCOUNT_ID}:nodegroup/{name}",
+        "resources": [{"autoscalingGroups": [{"name": f"eks-{name}-asg"}]}],
+        "status": "ACTIVE",
+    }
+
+
+COMPUTED_OUTPUTS: dict[str, ComputedOutputs] = {
+    "aws:eks/cluster:Cluster": lambda args: {
+        "endpoint": f"https://{args.inputs['name']}.gr7.us-east-1.eks.amazonaws.com",
+        "certificateAuthority": {"data": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t"},
+        "arn": f"arn:aws:eks:us-east-1:{ACCOUNT_ID}:cluster/{args.inputs['name']}",
+        "status": "ACTIVE",
+    },
+    "aws:eks/nodeGroup:NodeGroup": _node_group,
+    "aws:iam/role:Role": _role,
+    "aws:ec2/launchTemplate:LaunchTemplate": lambda args: {
+        "latestVersion": 1,
+        "arn": f"arn:aws:ec2:us-east-1:{ACCOUNT_ID}:launch-template/lt-{args.name}",
+    },
+    "aws:kms/key:Key": lambda args: {
+        "arn": f"arn:aws:kms:us-east-1:{ACCOUNT_ID}:key/{args.name}",
+        "keyId": args.name,
+    },
+    # A fixed stand-in of the requested length: tests can see it is used, never a real secret.
+    "random:index/randomPassword:RandomPassword": lambda args: {
+        "result": "m" * int(args.inputs.get("length", 16))
+    },
+}
+
+
+def _session_context(args: Mapping[str, Any]) -> dict[str, Any]:
+    """What AWS answers: an assumed-role session ARN maps to the IAM role ARN behind it."""
+    arn = str(args["arn"])
+    issuer = arn
+    if ":assumed-role/" in arn:
+        account = arn.split(":")[4]
+        role = arn.split(":assumed-role/")[1].split("/", maxsplit=1)[0]
+        issuer = f"arn:aws:iam::{account}:role/{role}"
+    return {"arn": arn, "issuerArn": issuer, "id": arn, "issuerId": "", "issuerName": ""}
+
 
 # Results of provider functions (invokes), by token.
 CALL_RESULTS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
@@ -45,6 +95,14 @@ CALL_RESULTS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
         "id": "aws",
     },
     "aws:index/getRegion:getRegion": lambda _args: {"name": "us-east-1", "region": "us-east-1"},
+    "aws:iam/getSessionContext:getSessionContext": _session_context,
+    "aws:eks/getAddonVersion:getAddonVersion": lambda args: {
+        "addonName": args["addonName"],
+        "kubernetesVersion": args["kubernetesVersion"],
+        # Encodes what was asked, so a test can see the Kubernetes version reached the invoke.
+        "version": f"{args['addonName']}-for-{args['kubernetesVersion']}-eksbuild.1",
+        "id": args["addonName"],
+    },
 }
 
 
@@ -66,6 +124,14 @@ class Program:
     outputs: dict[str, Any]
     secret_outputs: set[str]
     calls: list[str] = field(default_factory=list)
+    options: dict[tuple[str, str], pulumi.ResourceOptions] = field(default_factory=dict)
+    """Resource options by (type, name): what the mocks' inputs cannot show."""
+
+    def depends_on(self, resource: Resource) -> set[str]:
+        """Names of the resources one resource explicitly depends on."""
+        opts = self.options.get((resource.type, resource.name))
+        deps = (opts.depends_on if opts else None) or []
+        return {str(getattr(d, "_name", d)) for d in deps}  # type: ignore[union-attr]
 
     def of_type(self, type_token: str) -> list[Resource]:
         """Every resource of one type (``aws:eks/nodeGroup:NodeGroup``)."""
@@ -83,6 +149,14 @@ class _Mocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.resources: list[Resource] = []
         self.calls: list[str] = []
+        self.options: dict[tuple[str, str], pulumi.ResourceOptions] = {}
+
+    def record_options(
+        self, args: pulumi.ResourceTransformationArgs
+    ) -> pulumi.ResourceTransformationResult | None:
+        """A stack transformation that keeps each resource's options and changes nothing."""
+        self.options[(args.type_, args.name)] = args.opts
+        return None
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.resources.append(Resource(args.typ, args.name, dict(args.inputs), args.provider))
@@ -94,12 +168,13 @@ class _Mocks(pulumi.runtime.Mocks):
 
     def call(
         self, args: pulumi.runtime.MockCallArgs
-    ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+    ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         self.calls.append(args.token)
         result = CALL_RESULTS.get(args.token)
         if result is None:
             raise AssertionError(f"the program invoked {args.token}, which the mocks do not know")
-        return result(args.args), None
+        # The mock monitor iterates the failures list, so "no failures" is [] (None breaks it).
+        return result(args.args), []
 
 
 def stack_config(stack: str) -> dict[str, Any]:
@@ -120,7 +195,12 @@ def run_function(
     mocks = _Mocks()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
     pulumi.runtime.set_all_config(dict(config or {}))
-    _sync_await(run_pulumi_func(body))
+
+    def program() -> None:
+        pulumi.runtime.register_stack_transformation(mocks.record_options)
+        body()
+
+    _sync_await(run_pulumi_func(program))
     return _collect(mocks)
 
 
@@ -134,7 +214,7 @@ def _collect(mocks: _Mocks) -> Program:
         outputs[name] = _sync_await(out.future())
         if _sync_await(out.is_secret()):
             secret.add(name)
-    return Program(mocks.resources, outputs, secret, mocks.calls)
+    return Program(mocks.resources, outputs, secret, mocks.calls, mocks.options)
 
 
 def run_program(
@@ -166,7 +246,13 @@ def run_program(
     pulumi.runtime.set_all_config(flat, secret_keys=list(secrets or {}))
 
     def program() -> None:
+        pulumi.runtime.register_stack_transformation(mocks.record_options)
         runpy.run_path(str(ROOT / "__main__.py"))
 
-    _sync_await(run_pulumi_func(program))
+    try:
+        _sync_await(run_pulumi_func(program))
+    except Exception as err:
+        # Tests of refused configurations check that nothing was registered before the error.
+        err.add_note(f"resources registered before the error: {len(mocks.resources)}")
+        raise
     return _collect(mocks)

@@ -6,12 +6,40 @@ target or a window changes both; nothing about scaling is configured anywhere el
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 _CONFIG = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+HPA_TOLERANCE = 0.1
+"""The HPA ignores a metric/target ratio within 10% of 1 (kube-controller-manager default)."""
+
+FALLBACK_FAILURE_THRESHOLD = 3
+"""Consecutive failed Prometheus queries before KEDA holds ``fallbackReplicas``."""
+
+WAITING_METRIC = "vllm:num_requests_waiting"
+RUNNING_METRIC = "vllm:num_requests_running"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One scaling signal: a vLLM gauge summed over every replica, and its per-replica target.
+
+    HPA (``AverageValue``) wants ``ceil(sum / target)`` replicas; the KEDA ScaledObject and the
+    local twin both derive their triggers from here.
+    """
+
+    name: str
+    metric: str
+    target_per_replica: float
+
+    def query(self, served_name: str, namespace: str) -> str:
+        """PromQL returning exactly one series; no vLLM pod scraped yet means 0, not an error."""
+        selector = f'namespace="{namespace}",model_name="{served_name}"'
+        return f"sum({self.metric}{{{selector}}}) or vector(0)"
 
 
 class ScalingPolicy(BaseModel):
@@ -68,7 +96,9 @@ class AutoscalingSpec(BaseModel):
     )
     polling_interval_seconds: int = Field(default=15, ge=1, le=600)
     fallback_replicas: int | None = Field(
-        default=None, ge=1, description="Replicas to hold when Prometheus is unreachable."
+        default=None,
+        ge=1,
+        description="Replicas to hold when Prometheus is unreachable; defaults to minReplicas.",
     )
     scale_up: ScalingRules = Field(default_factory=_default_scale_up)
     scale_down: ScalingRules = Field(default_factory=_default_scale_down)
@@ -80,4 +110,38 @@ class AutoscalingSpec(BaseModel):
                 f"minReplicas {self.min_replicas} is greater than maxReplicas "
                 f"{self.max_replicas}; raise maxReplicas or lower minReplicas"
             )
+        fallback = self.fallback_replicas
+        if fallback is not None and not self.min_replicas <= fallback <= self.max_replicas:
+            raise ValueError(
+                f"fallbackReplicas {fallback} is outside minReplicas..maxReplicas "
+                f"({self.min_replicas}..{self.max_replicas}); the HPA would clamp it anyway"
+            )
         return self
+
+    @property
+    def fallback(self) -> int:
+        """Replicas KEDA holds while Prometheus cannot be read (cheap by default)."""
+        return self.fallback_replicas or self.min_replicas
+
+    def triggers(self) -> list[Trigger]:
+        """Queue depth (requests vLLM could not schedule) and batch occupancy, in that order."""
+        return [
+            Trigger("waiting", WAITING_METRIC, self.target_waiting_per_replica),
+            Trigger("running", RUNNING_METRIC, self.target_running_per_replica),
+        ]
+
+    def scheduler_errors(self, max_num_seqs: int) -> list[str]:
+        """Targets a replica can never reach, given how many sequences vLLM schedules at once.
+
+        ``vllm:num_requests_running`` never exceeds ``max_num_seqs``; the HPA scales only when the
+        average exceeds the target by more than its tolerance, so a higher target is dead.
+        """
+        reachable = max_num_seqs / (1 + HPA_TOLERANCE)
+        if self.target_running_per_replica < reachable:
+            return []
+        return [
+            f"targetRunningPerReplica {self.target_running_per_replica:g} can never trigger: a "
+            f"replica runs at most {max_num_seqs} sequences (vLLM's max_num_seqs) and the HPA "
+            f"scales only above the target plus {HPA_TOLERANCE:.0%}; use less than "
+            f"{int(reachable)}"
+        ]

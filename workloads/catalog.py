@@ -32,7 +32,12 @@ class GpuSpec:
 
     name: str
     memory_bytes: int
-    """Memory as EC2 reports it (MiB x 2^20); what vLLM's utilisation fraction applies to."""
+    """Memory CUDA reports as the device total: what vLLM's utilisation fraction applies to.
+
+    Below the EC2 figure where the driver reserves memory (a T4 with ECC shows 14.74 of 16 GiB).
+    """
+    ec2_memory_bytes: int
+    """Memory as EC2 lists it (``GpuInfo.MemoryInfo.SizeInMiB``), for display next to prices."""
     hbm_bytes_per_s: float
     fp16_dense_flops: float
     compute_capability: float
@@ -111,7 +116,8 @@ def gpus() -> dict[str, GpuSpec]:
     return {
         r["gpu"]: GpuSpec(
             name=r["gpu"],
-            memory_bytes=int(r["ec2_memory_mib"]) * MIB,
+            memory_bytes=int(r["cuda_total_mib"]) * MIB,
+            ec2_memory_bytes=int(r["ec2_memory_mib"]) * MIB,
             hbm_bytes_per_s=float(r["hbm_gb_per_s"]) * GB,
             fp16_dense_flops=float(r["fp16_dense_tflops"]) * 1e12,
             compute_capability=float(r["compute_capability"]),

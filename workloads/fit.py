@@ -3,12 +3,13 @@
 The same arithmetic vLLM does at start-up, done at config time so a bad combination fails in
 ``pulumi preview`` instead of as a crash-looping pod twenty minutes (and dollars) later:
 
-    KV room per GPU = GPU memory x gpuMemoryUtilization - weights / TP - runtime overhead
+    KV room per GPU = CUDA total x gpuMemoryUtilization - weights / TP - runtime overhead
     KV tokens       = floor(room / (block x KV bytes per token per GPU)) x block
     concurrency     = KV tokens / maxModelLen          (vLLM's "Maximum concurrency" line)
 
 vLLM refuses to start when the KV cache cannot hold one sequence of ``max_model_len`` tokens, so
-that is the fit criterion.
+that is the fit criterion. The overhead is an estimate of what vLLM's profiling run sees besides
+the weights (see the constants); it errs towards reporting less KV room than vLLM will find.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ QWEN25_VOCAB = 152_064
 """Largest Qwen2.5 vocabulary (7B and up); bounds the sampler's logits buffer."""
 
 CUDA_CONTEXT_BYTES = 1 * GIB
-"""CUDA context, NCCL and cuBLAS workspaces and CUDA graph pools: memory vLLM's profiler sees as
-used before any KV block is allocated. About 1 GiB on the GPUs in the catalog; it is what makes a
-T4 at 0.9 leave "about 13 GiB" for a 7B model rather than 14.4."""
+"""CUDA context, NCCL and cuBLAS workspaces and CUDA graph pools: memory vLLM's profiler counts
+as non-KV besides weights and activations. About 1 GiB on the GPUs in the catalog (an estimate,
+not a measurement here)."""
 
 ACTIVATION_BYTES_PER_TOKEN_PER_HIDDEN = 36
 """Peak activation bytes per batched token per hidden unit during vLLM's profiling forward pass
@@ -92,7 +93,11 @@ class FitResult:
 
 
 def dtype_for(model: ModelSpec, gpu: GpuSpec) -> Dtype:
-    """``half`` where bf16 is unsupported (T4) or the checkpoint is AWQ (fp16 kernels only)."""
+    """``half`` where bf16 is unsupported (T4, sm75) or the checkpoint is AWQ.
+
+    vLLM's AWQ config lists float16 as its only activation dtype, and the Qwen AWQ checkpoints
+    are stored in float16, so ``half`` is right for them on every GPU, not only on a T4.
+    """
     if model.quantization == "awq" or not gpu.bf16:
         return "half"
     return "bfloat16"
@@ -117,9 +122,20 @@ def overhead_bytes(model: ModelSpec, gpu: GpuSpec) -> int:
     return CUDA_CONTEXT_BYTES + activations + logits
 
 
+def tensor_parallel_ok(model: ModelSpec, tp: int) -> bool:
+    """Whether vLLM can shard this model over ``tp`` GPUs.
+
+    Query heads must split evenly; KV heads must split evenly too, or (with more ranks than KV
+    heads) be replicated a whole number of times, which is how vLLM's QKV layer shards them.
+    """
+    if tp < 1 or model.q_heads % tp:
+        return False
+    return model.kv_heads % tp == 0 or tp % model.kv_heads == 0
+
+
 def valid_tensor_parallel(model: ModelSpec) -> list[int]:
-    """TP sizes that divide the attention heads (vLLM shards heads evenly), up to 8 GPUs."""
-    return [tp for tp in range(1, 9) if model.q_heads % tp == 0]
+    """TP sizes vLLM accepts for this model, up to the 8 GPUs of the largest instance."""
+    return [tp for tp in range(1, 9) if tensor_parallel_ok(model, tp)]
 
 
 def _kv_bytes_per_token_per_gpu(model: ModelSpec, tp: int) -> int:
@@ -134,7 +150,7 @@ def _kv_room(model: ModelSpec, gpu: GpuSpec, util: float, tp: int) -> int:
 
 
 def _fits(model: ModelSpec, inst: InstanceSpec, max_len: int, util: float, tp: int) -> bool:
-    if inst.gpu is None or tp > inst.gpu_count or model.q_heads % tp:
+    if inst.gpu is None or tp > inst.gpu_count or not tensor_parallel_ok(model, tp):
         return False
     room = _kv_room(model, inst.gpu, util, tp)
     per_token = _kv_bytes_per_token_per_gpu(model, tp)
@@ -215,11 +231,12 @@ def check_fit(
             f"tensorParallel {tensor_parallel} needs {tensor_parallel} GPUs on one node; "
             f"{instance_type} has {inst.gpu_count}"
         )
-    if model.q_heads % tensor_parallel:
+    if not tensor_parallel_ok(model, tensor_parallel):
         valid = ", ".join(str(t) for t in valid_tensor_parallel(model))
         raise FitError(
-            f"tensorParallel {tensor_parallel} does not divide {model.name}'s "
-            f"{model.q_heads} attention heads; use one of {valid}"
+            f"tensorParallel {tensor_parallel} does not split {model.name}'s "
+            f"{model.q_heads} attention heads and {model.kv_heads} KV heads evenly; "
+            f"use one of {valid}"
         )
     if not MIN_MAX_MODEL_LEN <= max_model_len <= model.max_position:
         raise FitError(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from workloads import catalog
+
+_SERVED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")
 
 
 class ModelConfig(BaseModel):
@@ -37,6 +41,17 @@ class ModelConfig(BaseModel):
     @classmethod
     def _known_model(cls, value: str) -> str:
         catalog.model(value)
+        return value
+
+    @field_validator("served_name")
+    @classmethod
+    def _served_name(cls, value: str | None) -> str | None:
+        # It lands in PromQL label matchers and HTTP request bodies: keep it to safe characters.
+        if value is not None and not _SERVED_NAME.fullmatch(value):
+            raise ValueError(
+                f"{value!r}: use 1-128 letters, digits, '.', '_', '/' or '-', starting with a "
+                "letter or digit (clients send it as the model name)"
+            )
         return value
 
     @property

@@ -70,13 +70,51 @@ def test_bad_vpc_cidr(cidr: str) -> None:
     assert cidr in msg
 
 
+def _cluster(**changes: Any) -> dict[str, Any]:
+    return dict(stack_config("dev")["qwen-stress:cluster"], **changes)
+
+
 def test_bad_endpoint_cidr() -> None:
-    cluster = dict(
-        stack_config("dev")["qwen-stress:cluster"], endpointPublicAccessCidrs=["1.2.3.4"]
-    )
-    cluster["endpointPublicAccessCidrs"] = ["300.1.1.1/32"]
-    msg = _error(_with(cluster=cluster))
+    msg = _error(_with(cluster=_cluster(endpointPublicAccessCidrs=["300.1.1.1/32"])))
     assert "qwen-stress:cluster.endpointPublicAccessCidrs" in msg
+    assert "300.1.1.1/32" in msg
+
+
+def test_endpoint_open_to_the_internet_is_refused() -> None:
+    msg = _error(_with(cluster=_cluster(endpointPublicAccessCidrs=["0.0.0.0/0"])))
+    assert "qwen-stress:cluster.endpointPublicAccessCidrs" in msg
+    assert "0.0.0.0/0 opens the Kubernetes API to the whole internet" in msg
+
+
+def test_kubernetes_version_without_pins_is_refused() -> None:
+    msg = _error(_with(cluster=_cluster(kubernetesVersion="1.30")))
+    assert "qwen-stress:cluster.kubernetesVersion" in msg
+    assert "'1.30'" in msg
+    assert 'use "1.35"' in msg
+
+
+def test_reserved_tag_key_is_refused() -> None:
+    tags = dict(stack_config("dev")["qwen-stress:tags"], extra={"aws:team": "x"})
+    msg = _error(_with(tags=tags))
+    assert "qwen-stress:tags.extra" in msg
+    assert "'aws:team'" in msg
+
+
+def test_bad_name_prefix_is_refused() -> None:
+    msg = _error(_with(cluster=_cluster(namePrefix="Qwen_Dev")))
+    assert "qwen-stress:cluster.namePrefix" in msg
+
+
+def test_disk_too_small_for_the_vllm_image() -> None:
+    msg = _error(_with(gpu={"instanceType": "g4dn.xlarge", "maxNodes": 5, "diskGiB": 50}))
+    assert "qwen-stress:gpu.diskGiB" in msg
+    assert "50 GiB" in msg
+
+
+def test_autoscaler_durations_are_bounded() -> None:
+    msg = _error(_with(clusterAutoscaler={"scaleDownUnneededTime": "10s"}))
+    assert "qwen-stress:clusterAutoscaler.scaleDownUnneededTime" in msg
+    assert "use 1m to 1h" in msg
 
 
 def test_budget_guard_refuses_expensive_maximum() -> None:

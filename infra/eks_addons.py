@@ -1,0 +1,65 @@
+"""EKS managed add-ons: networking, DNS, Pod Identity and the EBS CSI driver.
+
+They are created once the node groups exist: CoreDNS and the EBS CSI controller need a node to
+become active, and until then EKS's own bootstrap copies of the VPC CNI, kube-proxy and CoreDNS
+let nodes join; ``OVERWRITE`` on create takes those over.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import iam, versions
+
+EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
+
+
+class EksAddons(pulumi.ComponentResource):
+    """The EKS add-ons in ``versions.EKS_ADDONS``, at EKS's default build for the version.
+
+    ``after`` is the node group they wait for.
+    """
+
+    addons: dict[str, aws.eks.Addon]
+
+    def __init__(
+        self,
+        name: str,
+        cluster_name: pulumi.Input[str],
+        kubernetes_version: str,
+        after: list[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("qwen-stress:infra:EksAddons", name, None, opts)
+        ebs_role = iam.service_role(
+            f"{name}-ebs-csi", "pods.eks.amazonaws.com", iam.EBS_CSI_POLICIES, parent=self
+        )
+        self.addons = {}
+        for addon in versions.EKS_ADDONS:
+            version = aws.eks.get_addon_version_output(
+                addon_name=addon,
+                kubernetes_version=kubernetes_version,
+                opts=pulumi.InvokeOutputOptions(parent=self),
+            ).version
+            identity: list[aws.eks.AddonPodIdentityAssociationArgs] = []
+            depends_on = list(after)
+            if addon == "aws-ebs-csi-driver":
+                identity = [
+                    aws.eks.AddonPodIdentityAssociationArgs(
+                        role_arn=ebs_role.role.arn, service_account=EBS_CSI_SERVICE_ACCOUNT
+                    )
+                ]
+                # Credentials through Pod Identity need its agent on the node first.
+                depends_on += [self.addons["eks-pod-identity-agent"], *ebs_role.grants]
+            self.addons[addon] = aws.eks.Addon(
+                f"{name}-{addon}",
+                cluster_name=cluster_name,
+                addon_name=addon,
+                addon_version=version,
+                resolve_conflicts_on_create="OVERWRITE",
+                resolve_conflicts_on_update="PRESERVE",
+                pod_identity_associations=identity or None,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+            )
+        self.register_outputs({key: a.addon_version for key, a in self.addons.items()})

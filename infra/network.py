@@ -1,0 +1,173 @@
+"""The VPC the cluster runs in: public and private subnets per AZ, NAT, and an S3 endpoint.
+
+Nodes live in private subnets and reach the internet through NAT; model weights and logs that
+come from S3 take the gateway endpoint instead, so the biggest downloads of a test stay off the
+NAT gateway's per-GB bill.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.config import NetworkConfig
+
+# EKS cannot place control-plane network interfaces in these zones (EKS user guide, "Amazon EKS
+# networking requirements"); a region's first zones are used otherwise.
+EKS_UNSUPPORTED_ZONE_IDS = ("use1-az3", "usw1-az2", "cac1-az3")
+
+
+def subnet_layout(vpc_cidr: str, az_count: int) -> list[tuple[str, str]]:
+    """``(public, private)`` CIDRs per AZ.
+
+    Each private subnet is an eighth of the VPC, because the VPC CNI gives every pod a VPC
+    address; the public subnets, which hold only NAT gateways and load balancers, share the
+    last eighth. Up to four AZs fit without overlap.
+    """
+    eighths = list(ipaddress.IPv4Network(vpc_cidr).subnets(prefixlen_diff=3))
+    publics = list(eighths[-1].subnets(prefixlen_diff=2))
+    return [(str(publics[i]), str(eighths[i])) for i in range(az_count)]
+
+
+class Network(pulumi.ComponentResource):
+    """VPC, subnets with the EKS load-balancer role tags, IGW, NAT, routes, S3 endpoint."""
+
+    vpc_id: pulumi.Output[str]
+    public_subnet_ids: list[pulumi.Output[str]]
+    private_subnet_ids: list[pulumi.Output[str]]
+
+    def __init__(
+        self,
+        name: str,
+        cfg: NetworkConfig,
+        cluster_name: str,
+        region: str,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("qwen-stress:infra:Network", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        zones = aws.get_availability_zones(
+            state="available",
+            exclude_zone_ids=list(EKS_UNSUPPORTED_ZONE_IDS),
+            filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}],
+            opts=pulumi.InvokeOptions(parent=self),
+        ).names
+        if len(zones) < cfg.az_count:
+            raise pulumi.RunError(
+                f"qwen-stress:network.azCount is {cfg.az_count}, but {region} has only "
+                f"{len(zones)} availability zones EKS can use; lower network.azCount"
+            )
+        cluster_tag = {f"kubernetes.io/cluster/{cluster_name}": "shared"}
+
+        vpc = aws.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=cfg.cidr,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            tags={"Name": f"{cluster_name}-vpc"},
+            opts=child,
+        )
+        # Adopting the default security group with no rules closes it: nothing in this VPC
+        # should ever fall back to it.
+        aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, opts=child)
+        igw = aws.ec2.InternetGateway(
+            f"{name}-igw", vpc_id=vpc.id, tags={"Name": f"{cluster_name}-igw"}, opts=child
+        )
+        public_rt = aws.ec2.RouteTable(
+            f"{name}-public-rt", vpc_id=vpc.id, tags={"Name": f"{cluster_name}-public"}, opts=child
+        )
+        aws.ec2.Route(
+            f"{name}-public-default",
+            route_table_id=public_rt.id,
+            destination_cidr_block="0.0.0.0/0",
+            gateway_id=igw.id,
+            opts=child,
+        )
+
+        def subnet(kind: str, cidr: str, az: str, lb_role: str) -> aws.ec2.Subnet:
+            # The role tag tells the load-balancer controller which subnets take which kind of
+            # load balancer; the cluster tag that this cluster may use them.
+            return aws.ec2.Subnet(
+                f"{name}-{kind}-{az}",
+                vpc_id=vpc.id,
+                cidr_block=cidr,
+                availability_zone=az,
+                tags={"Name": f"{cluster_name}-{kind}-{az}", lb_role: "1", **cluster_tag},
+                opts=child,
+            )
+
+        public_ids: list[pulumi.Output[str]] = []
+        private_ids: list[pulumi.Output[str]] = []
+        private_rts: list[aws.ec2.RouteTable] = []
+        nats: list[aws.ec2.NatGateway] = []
+        nat_count = cfg.az_count if cfg.nat_gateways == "perAz" else 1
+        for i, (public_cidr, private_cidr) in enumerate(subnet_layout(cfg.cidr, cfg.az_count)):
+            az = zones[i]
+            public = subnet("public", public_cidr, az, "kubernetes.io/role/elb")
+            aws.ec2.RouteTableAssociation(
+                f"{name}-public-{az}", subnet_id=public.id, route_table_id=public_rt.id, opts=child
+            )
+            private = subnet("private", private_cidr, az, "kubernetes.io/role/internal-elb")
+            if i < nat_count:
+                eip = aws.ec2.Eip(
+                    f"{name}-nat-{az}",
+                    domain="vpc",
+                    tags={"Name": f"{cluster_name}-nat-{az}"},
+                    opts=child,
+                )
+                nats.append(
+                    aws.ec2.NatGateway(
+                        f"{name}-nat-{az}",
+                        allocation_id=eip.id,
+                        subnet_id=public.id,
+                        tags={"Name": f"{cluster_name}-nat-{az}"},
+                        opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
+                    )
+                )
+            # One route table per AZ even with a single NAT, so switching to perAz only
+            # changes routes.
+            private_rt = aws.ec2.RouteTable(
+                f"{name}-private-{az}",
+                vpc_id=vpc.id,
+                tags={"Name": f"{cluster_name}-private-{az}"},
+                opts=child,
+            )
+            aws.ec2.Route(
+                f"{name}-private-{az}-default",
+                route_table_id=private_rt.id,
+                destination_cidr_block="0.0.0.0/0",
+                nat_gateway_id=nats[min(i, nat_count - 1)].id,
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-private-{az}",
+                subnet_id=private.id,
+                route_table_id=private_rt.id,
+                opts=child,
+            )
+            public_ids.append(public.id)
+            private_ids.append(private.id)
+            private_rts.append(private_rt)
+
+        aws.ec2.VpcEndpoint(
+            f"{name}-s3",
+            vpc_id=vpc.id,
+            service_name=f"com.amazonaws.{region}.s3",
+            vpc_endpoint_type="Gateway",
+            route_table_ids=[rt.id for rt in private_rts],
+            tags={"Name": f"{cluster_name}-s3"},
+            opts=child,
+        )
+
+        self.vpc_id = vpc.id
+        self.public_subnet_ids = public_ids
+        self.private_subnet_ids = private_ids
+        self.register_outputs(
+            {
+                "vpcId": self.vpc_id,
+                "publicSubnetIds": public_ids,
+                "privateSubnetIds": private_ids,
+            }
+        )

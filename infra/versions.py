@@ -1,0 +1,81 @@
+"""Every version the platform installs, pinned in one place and checked against upstream.
+
+A chart or image that floats changes the cluster under a test that is meant to be repeated, so
+each Helm chart is pinned to an exact version, and the Cluster Autoscaler image to the patch
+release of the Kubernetes minor it was built for (its scheduler simulation must match the
+control plane's). Where each number was checked is written next to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One Helm chart: where it lives and the exact version installed."""
+
+    repo: str
+    chart: str
+    version: str
+
+
+@dataclass(frozen=True)
+class KubernetesPins:
+    """What must change together with the EKS Kubernetes minor version."""
+
+    cluster_autoscaler_tag: str
+    """Image tag of registry.k8s.io/autoscaling/cluster-autoscaler for this minor."""
+
+
+KUBERNETES: dict[str, KubernetesPins] = {
+    # 1.35 reached EKS on 2026-01-28 and has standard support until 2027-03-27 (EKS version
+    # calendar); 1.34's ends 2026-12-02, after which the control plane costs $0.60/h, not $0.10.
+    # CA 1.35.2: kubernetes/autoscaler release cluster-autoscaler-1.35.2, 2026-07-23.
+    "1.35": KubernetesPins(
+        cluster_autoscaler_tag="v1.35.2",
+    ),
+}
+"""Kubernetes minors this project's pins were checked against; the config refuses others."""
+
+DEFAULT_KUBERNETES_VERSION = "1.35"
+
+CLUSTER_AUTOSCALER = Chart(
+    # Chart 9.59.x ships appVersion 1.35.0 (kubernetes/autoscaler,
+    # cluster-autoscaler/charts/cluster-autoscaler/Chart.yaml); the image tag is set per minor.
+    repo="https://kubernetes.github.io/autoscaler",
+    chart="cluster-autoscaler",
+    version="9.59.0",
+)
+NVIDIA_DEVICE_PLUGIN = Chart(
+    # The EKS AL2023 NVIDIA AMI ships the driver and container toolkit, not the device plugin
+    # (EKS user guide, "Install Kubernetes device plugin for GPUs").
+    repo="https://nvidia.github.io/k8s-device-plugin",
+    chart="nvidia-device-plugin",
+    version="0.20.1",
+)
+KUBE_PROMETHEUS_STACK = Chart(
+    repo="https://prometheus-community.github.io/helm-charts",
+    chart="kube-prometheus-stack",
+    version="91.9.0",
+)
+KEDA = Chart(
+    # KEDA 2.20 is tested on Kubernetes 1.33-1.35 (keda.sh/docs/2.20/operate/cluster).
+    repo="https://kedacore.github.io/charts",
+    chart="keda",
+    version="2.20.2",
+)
+
+CHARTS = (CLUSTER_AUTOSCALER, NVIDIA_DEVICE_PLUGIN, KUBE_PROMETHEUS_STACK, KEDA)
+
+EKS_ADDONS = ("vpc-cni", "kube-proxy", "eks-pod-identity-agent", "coredns", "aws-ebs-csi-driver")
+"""EKS add-on names (EKS user guide, "Amazon EKS add-ons").
+
+Their versions are the default EKS pairs with the pinned Kubernetes minor
+(``aws.eks.get_addon_version`` without ``most_recent``): AWS publishes add-on builds per minor,
+so pinning the minor pins the add-ons, and ``pulumi preview`` shows the exact build.
+"""
+
+GPU_AMI_TYPE = "AL2023_x86_64_NVIDIA"
+"""EKS-optimized AL2023 NVIDIA AMI; covers g4dn, g5, g6, g6e, p4d, p5 (EKS user guide)."""
+SYSTEM_AMI_TYPE = "AL2023_x86_64_STANDARD"
