@@ -178,7 +178,7 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
         ),
     ] = None,
     fail_on_slo: Annotated[
-        bool, typer.Option(help="Exit 1 when the run's SLO verdict fails (a CI gate).")
+        bool, typer.Option("--fail-on-slo", help="Exit 1 when the SLO verdict fails (a CI gate).")
     ] = False,
     max_inflight: Annotated[
         int,
