@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from loadtest import run_cli
@@ -82,3 +84,12 @@ def test_validation_does_not_import_locust() -> None:
 )
 def test_durations(text: str, value: float) -> None:
     assert seconds("--duration", text) == value
+
+
+def test_readme_lists_every_run_flag() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Flags", 1)[1].split("###", 1)[0]
+    documented = set(re.findall(r"^\| `(--[a-z-]+)", section, flags=re.MULTILINE))
+    command = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
+    flags = {opt for p in command.params for opt in p.opts if opt.startswith("--")}
+    assert documented == flags
