@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from loadtest import run_cli
+from workloads.emulator.cli import emulate
 
 app = typer.Typer(
     name="qwen-stress",
@@ -24,6 +25,7 @@ def _root() -> None:
     """Capacity-test a Qwen2.5 API: emulate it locally, load it with Locust, report."""
 
 
+app.command()(emulate)
 app.command("run")(run_cli.run)
 app.command("report")(run_cli.report)
 

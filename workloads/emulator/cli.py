@@ -1,0 +1,94 @@
+"""``qwen-stress emulate``: serve one emulated vLLM replica until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import signal
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from workloads.catalog import CatalogError
+from workloads.emulator.server import ReplicaServer
+from workloads.fit import FitError
+
+
+async def _serve(server: ReplicaServer, host: str, port: int, drain_timeout: float) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start(host, port)
+    gc.freeze()  # start-up objects (catalog, pydantic, prometheus) never need collecting again
+    fit = server.spec.fit
+    typer.echo(
+        f"Emulating {server.model_name} on {fit.gpu.name} x{fit.tensor_parallel}: "
+        f"KV cache {fit.kv_cache_tokens:,} tokens, max_model_len {fit.max_model_len:,}, "
+        f"{fit.max_num_seqs} sequences and {fit.max_num_batched_tokens} tokens per step; "
+        f"prompts counted by {server.counter.name}. Serving {server.url} (Ctrl-C to stop)."
+    )
+    await stop.wait()
+    typer.echo("Draining: no new requests; waiting for in-flight ones to finish.")
+    finished = await server.drain(drain_timeout)
+    if not finished:
+        typer.echo(f"Drain timed out after {drain_timeout:g} s; aborting what is left.")
+    await server.stop()
+
+
+def emulate(
+    *,
+    model: Annotated[str, typer.Option(help="Hugging Face id, e.g. Qwen/Qwen2.5-7B-Instruct.")],
+    gpu: Annotated[str, typer.Option(help="GPU type from the catalog, e.g. A10G, L4, T4.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="Require 'Authorization: Bearer KEY' on /v1 and /generate.", envvar=None),
+    ] = None,
+    max_model_len: Annotated[
+        int | None, typer.Option(help="Context length; default: the model's (as vLLM).")
+    ] = None,
+    gpu_memory_utilization: Annotated[
+        float, typer.Option(help="Share of GPU memory vLLM may use.")
+    ] = 0.9,
+    tensor_parallel: Annotated[int, typer.Option(help="GPUs one replica shards over.")] = 1,
+    tokenizer: Annotated[
+        Path | None, typer.Option(help="tokenizer.json to count prompt tokens exactly.")
+    ] = None,
+    drain_timeout: Annotated[
+        float, typer.Option(help="Seconds to let in-flight requests finish on shutdown.")
+    ] = 30.0,
+) -> None:
+    """Serve an emulated vLLM (OpenAI API, vLLM metrics, calibrated speed) for MODEL on GPU."""
+    try:
+        server = ReplicaServer(
+            model,
+            gpu,
+            max_model_len=max_model_len,
+            gpu_memory_utilization=gpu_memory_utilization,
+            tensor_parallel=tensor_parallel,
+            api_key=api_key,
+            tokenizer_file=tokenizer,
+        )
+    except (CatalogError, FitError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    runner = _event_loop_runner()
+    try:
+        runner(_serve(server, host, port, drain_timeout))
+    except OSError as exc:
+        typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """The uvloop runner where installed (faster sockets and timers), else asyncio's."""
+    with contextlib.suppress(ImportError):
+        import uvloop  # noqa: PLC0415
+
+        return uvloop.run
+    return asyncio.run
