@@ -21,6 +21,9 @@ PERCENTILES = (50, 90, 95, 99)
 CPU_FLAG_PCT = 85.0
 """A worker busier than this (mean over a step) may have inflated that step's latencies."""
 
+_NOT_A_LEVEL = ("settle", "cooldown", "recovery")
+"""Phases that follow a change of load and measure the transition, not a load level."""
+
 # Plans that search for a limit expect some ramp steps to fail; their CI verdict rests on the
 # phases that must hold (the baseline and the soak at the capacity found).
 _VERDICT_PHASES = {"capacity": ("baseline", "soak")}
@@ -134,7 +137,7 @@ def cpu_by_step(timeline: list[dict[str, Any]], spans: list[StepSpan]) -> list[f
 
 def capacity(steps: list[dict[str, Any]]) -> dict[str, Any]:
     """The highest passing step: most users (closed loop) or most requests/s (open loop)."""
-    passing = [s for s in steps if s["slo_pass"] and s["phase"] not in ("cooldown", "recovery")]
+    passing = [s for s in steps if s["slo_pass"] and s["phase"] not in _NOT_A_LEVEL]
     if not passing:
         return {"max_users_within_slo": None, "max_rps_within_slo": None, "step": None}
     best = max(passing, key=lambda s: (s["users"] or 0, s["rate"] or 0.0, s["rps"]))

@@ -34,6 +34,10 @@ class WorkerVitals:
     late: int = 0
     seen: float = field(default_factory=time.monotonic)
     lost: bool = False
+    open: list[tuple[float, float | None]] = field(default_factory=list)
+    """``(send time, TTFT ms or None)`` of its open requests, as of the last batch."""
+    open_at: float = 0.0
+    """Wall-clock time of that snapshot."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ class Collector:
             dropped=int(data["dropped"]),
             late=int(data["late"]),
             seen=now,
+            open=[(float(s), t) for s, t in data.get("open", [])],
+            open_at=time.time(),
         )
         for raw in batch:
             record = RequestRecord.from_json(raw)
@@ -92,8 +98,20 @@ class Collector:
         self._step_records = []
 
     def step_passes(self, slo: Slo, duration_s: float) -> bool:
-        """The live SLO verdict of the step in progress, from the records received so far."""
-        return slo.passes(analysis.stats(self._step_records, duration_s, slo))
+        """The live SLO verdict of the step in progress.
+
+        Finished requests count as recorded. Requests still open count too, with their TTFT if
+        their first token came, else with the time they have waited so far (a lower bound):
+        the requests a saturated server keeps queued are the ones the verdict must not miss.
+        """
+        pending = []
+        for vitals in self.workers.values():
+            for start, ttft in vitals.open:
+                if start - self.t0 < self._step_start_s:
+                    continue
+                waited = ttft if ttft is not None else (vitals.open_at - start) * 1000.0
+                pending.append(RequestRecord(start, True, "open", "", ttft_ms=waited))
+        return slo.passes(analysis.stats(self._step_records + pending, duration_s, slo))
 
     def window(self, seconds: float) -> dict[str, Any]:
         """RPS, error rate, output tokens/s and TTFT percentiles over the last ``seconds``."""
@@ -116,6 +134,7 @@ class Collector:
         if vitals is not None:
             vitals.lost = True
             vitals.inflight = 0
+            vitals.open = []
 
     def worker_of_pid(self, pid: int) -> int | None:
         """The Locust worker index of a worker process, once it has sent a batch."""

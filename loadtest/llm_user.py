@@ -70,9 +70,22 @@ class _ListSink:
 
 
 class InFlight:
-    """Requests currently open in this process (reported to the master for the timeline)."""
+    """Requests open in this process, reported to the master with every batch.
 
-    count = 0
+    The master's live step verdict counts them: a request queued at the server for longer than
+    the step has no record yet, and judging the step by finished requests alone would miss
+    exactly the slow ones.
+    """
+
+    open: ClassVar[dict[int, tuple[float, StreamOutcome]]] = {}
+
+    @classmethod
+    def snapshot(cls) -> list[tuple[float, float | None]]:
+        """``(send time, TTFT in ms or None)`` of every open request."""
+        return [
+            (start, None if out.first_s is None else round(out.first_s * 1000.0, 3))
+            for start, out in cls.open.values()
+        ]
 
 
 class LLMClientUser(FastHttpUser):
@@ -120,7 +133,8 @@ class LLMClientUser(FastHttpUser):
         t0 = time.perf_counter()
         deadline = gevent.Timeout(self._workload.timeout_s)
         deadline.start()
-        InFlight.count += 1
+        outcome = StreamOutcome()
+        InFlight.open[id(outcome)] = (record.start, outcome)
         try:
             response = self.client.client.urlopen(
                 self._url, method="POST", payload=body, headers=self._headers
@@ -129,9 +143,9 @@ class LLMClientUser(FastHttpUser):
             stream = response.stream
             try:
                 if endpoint == "generate":
-                    outcome = read_generate(stream, t0)
+                    read_generate(stream, t0, outcome)
                 else:
-                    outcome = read_sse(stream, t0, chat=endpoint == "chat")
+                    read_sse(stream, t0, endpoint == "chat", outcome)
             finally:
                 stream.release()
             _fill(record, outcome)
@@ -155,7 +169,7 @@ class LLMClientUser(FastHttpUser):
             _fail(record, REASON_CONNECTION, f"{type(err).__name__}: {err}")
         finally:
             deadline.close()
-            InFlight.count -= 1
+            del InFlight.open[id(outcome)]
         self.sink.add(record)
         self._fire(
             request_type="POST",

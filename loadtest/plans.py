@@ -14,7 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Phase = Literal["baseline", "ramp", "soak", "cooldown", "spike", "recovery", "fixed", "rate"]
+Phase = Literal[
+    "baseline", "ramp", "settle", "soak", "cooldown", "spike", "recovery", "fixed", "rate"
+]
 StepGenerator = Generator["Step", bool | None, None]
 
 
@@ -106,11 +108,12 @@ def _check_users(options: PlanOptions) -> None:
 
 @register
 class CapacityPlan(Plan):
-    """Baseline, +N users per step until --max-users or two failing steps, soak, cool-down."""
+    """Baseline, +N users a step until --max-users or two failures, settle, soak, cool-down."""
 
     name = "capacity"
     summary = (
-        "baseline -> step ramp until SLOs fail twice -> soak at the last passing level -> cool-down"
+        "baseline -> step ramp until SLOs fail twice -> settle and soak at the last passing "
+        "level -> cool-down"
     )
 
     def check(self) -> None:
@@ -141,6 +144,9 @@ class CapacityPlan(Plan):
                 self.stop_reason = f"SLOs failed {failures} steps in a row"
         if o.soak_s > 0:
             level = best if best is not None else o.baseline_users
+            # Users above the level finish the request they are in and a queue built by the
+            # failing steps drains: a step to settle, so the soak judges the level itself.
+            yield Step("settle", step, level, o.spawn_rate)
             yield Step("soak", o.soak_s, level, o.spawn_rate)
         yield Step("cooldown", step, o.baseline_users, o.spawn_rate)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import secrets
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 LOCAL_TIME_SCALE = 0.1
 """Local rehearsals run the plan ten times faster unless told otherwise."""
+LOCAL_KEY_ENV = "QWEN_STRESS_LOCAL_API_KEY"
 DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
 DEFAULT_GPU = "A10G"
 
@@ -69,7 +71,7 @@ def _out_dir(out: Path | None, plan: str) -> Path:
 
 
 def _local_target(
-    model: str | None, gpu: str | None, config: Path | None, out: Path
+    model: str | None, gpu: str | None, config: Path | None, out: Path, api_key: str
 ) -> EmulatorTarget:
     if importlib.util.find_spec("workloads.emulator") is None:
         raise UsageError("the local target (the vLLM emulator) is not installed here; pass --url")
@@ -84,12 +86,13 @@ def _local_target(
         gpu_spec = stack.gpu.instance.gpu
         assert gpu_spec is not None
         extra = [
+            "--api-key", api_key,
             "--max-model-len", str(stack.model.max_model_len),
             "--gpu-memory-utilization", str(stack.model.gpu_memory_utilization),
             "--tensor-parallel", str(stack.model.tensor_parallel),
         ]  # fmt: skip
         return EmulatorTarget(stack.model.name, gpu_spec.name, log, extra, stack.gpu.instance_type)
-    return EmulatorTarget(model or DEFAULT_MODEL, gpu or DEFAULT_GPU, log)
+    return EmulatorTarget(model or DEFAULT_MODEL, gpu or DEFAULT_GPU, log, ["--api-key", api_key])
 
 
 def run(  # noqa: PLR0917 - typer maps each parameter to a flag
@@ -253,7 +256,12 @@ def _spec(args: dict[str, Any]) -> RunSpec:
     target: Target
     model_name = args["model"]
     if local:
-        target = _local_target(args["model"], args["gpu"], args["config"], out)
+        # The emulator checks a key like vLLM's --api-key does, so the run exercises auth: the
+        # caller's key if one was named, else a fresh one the workers inherit by name.
+        if key_env is None:
+            key_env = LOCAL_KEY_ENV
+            os.environ[key_env] = secrets.token_hex(16)
+        target = _local_target(args["model"], args["gpu"], args["config"], out, os.environ[key_env])
         model_name = target.model
     else:
         if args["gpu"] or args["config"]:
@@ -287,7 +295,11 @@ def _print_result(run_dir: Path, summary: dict[str, Any]) -> None:
     for warning in warnings(summary):
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW)
     verdict = summary["verdict"]
-    typer.echo(f"SLO verdict: {'pass' if verdict['pass'] else 'fail'} ({verdict['rule']})")
+    failed = ", ".join(map(str, verdict["failed_steps"]))
+    typer.echo(
+        f"SLO verdict: {'pass' if verdict['pass'] else 'fail'} (rule: {verdict['rule']}"
+        + (f"; failed steps: {failed})" if failed else ")")
+    )
     typer.echo(f"report: {run_dir / run_files.REPORT_HTML}")
     typer.echo(f"        {run_dir / run_files.REPORT_MD}")
 

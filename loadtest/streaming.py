@@ -67,7 +67,9 @@ def _fast_patterns(chat: bool) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
     return (key + b'"', spaced + b'"'), (key + b'""', spaced + b'""', b'"usage":{', b'"usage": {')
 
 
-def read_sse(source: LineSource, t0: float, chat: bool) -> StreamOutcome:
+def read_sse(
+    source: LineSource, t0: float, chat: bool, out: StreamOutcome | None = None
+) -> StreamOutcome:
     """Consume an OpenAI-style SSE stream (``/v1/chat/completions`` or ``/v1/completions``).
 
     A content chunk is an event whose first choice carries non-empty text (vLLM's first chat
@@ -76,9 +78,10 @@ def read_sse(source: LineSource, t0: float, chat: bool) -> StreamOutcome:
 
     Content events are most of the stream, so they are recognised from their bytes (a
     non-empty ``"content":"`` or ``"text":"`` and no usage) without a JSON parse; every
-    other event (role, usage, errors, anything unusual) is parsed in full.
+    other event (role, usage, errors, anything unusual) is parsed in full. ``out`` may be
+    passed in so that others can watch the first token arrive while the stream goes on.
     """
-    out = StreamOutcome()
+    out = out if out is not None else StreamOutcome()
     last = 0.0
     done = False
     readline = source.readline
@@ -135,13 +138,13 @@ def read_sse(source: LineSource, t0: float, chat: bool) -> StreamOutcome:
     return out
 
 
-def read_generate(source: LineSource, t0: float) -> StreamOutcome:
+def read_generate(source: LineSource, t0: float, out: StreamOutcome | None = None) -> StreamOutcome:
     """Consume vLLM's legacy ``/generate`` stream: NUL-separated ``{"text": [cumulative]}``.
 
     That API reports no token counts; each growing chunk counts as one token (the legacy
     server emits one chunk per engine step) and the record says so (``usage: false``).
     """
-    out = StreamOutcome()
+    out = out if out is not None else StreamOutcome()
     last = 0.0
     seen = -1
     while True:

@@ -20,10 +20,11 @@ def test_capacity_stops_after_two_failures_and_soaks_at_the_last_pass() -> None:
         ("ramp", 100),
         ("ramp", 150),
         ("ramp", 200),
+        ("settle", 100),
         ("soak", 100),
         ("cooldown", 50),
     ]
-    assert steps[4].duration_s == 30.0
+    assert [s.duration_s for s in steps[4:]] == [10.0, 30.0, 10.0]
 
 
 def test_capacity_one_failure_is_not_enough_and_max_users_ends_the_ramp() -> None:
@@ -38,6 +39,7 @@ def test_capacity_soaks_at_baseline_when_nothing_passes() -> None:
     assert [(s.phase, s.users) for s in steps] == [
         ("baseline", 50),
         ("ramp", 100),
+        ("settle", 50),
         ("soak", 50),
         ("cooldown", 50),
     ]
