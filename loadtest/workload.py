@@ -18,6 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from infra.config import error_lines
+
 Endpoint = Literal["chat", "completions", "generate"]
 
 ENDPOINT_PATHS: dict[str, str] = {
@@ -172,17 +174,12 @@ def builtin_prompt_sets() -> dict[str, list[str]]:
 
 
 def _format(source: str, err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "missing":
-            msg = "is required"
-        elif e["type"] == "extra_forbidden":
-            msg = "is not a workload setting; see the README (Workload file) for the keys"
-        elif "input" in e and e["type"] not in ("value_error", "assertion_error"):
-            msg = f"{msg} (got {e['input']!r})"
-        lines.append(f"{loc}: {msg}")
+    lines = error_lines(
+        err,
+        lambda loc: loc or "(top level)",
+        missing="is required",
+        unknown="is not a workload setting; see the README (Workload file) for the keys",
+    )
     return f"invalid workload {source}:\n  " + "\n  ".join(lines)
 
 
