@@ -2,7 +2,7 @@
 
 Against the fixed-latency server (known TTFT and ITL), one Locust process runs N users of
 either qwen-stress's ``LLMUser`` or a plain Locust streaming user written the obvious way
-(``FastHttpSession.iter_lines`` + ``json.loads``), for N in 16, 64 and 256. Printed per run:
+(``FastHttpSession.iter_lines`` + ``json.loads``), for N in 16, 64, 128 and 256. Printed per run:
 client CPU-ms per 1,000 streamed tokens, the process's CPU use, and TTFT / ITL p50 and p99
 next to the server's true values (and the server's own lateness, so it is not blamed on the
 client). Goals: cheaper per token than the plain user; p50 error under 2% while the client is
@@ -30,7 +30,7 @@ ITL_MS = 20.0
 MAX_TOKENS = 64
 WARMUP_S = 4.0
 MEASURE_S = 10.0
-USERS = (16, 64, 256)
+USERS = (16, 64, 128, 256)
 
 
 def _child(kind: str, users: int, url: str) -> dict[str, Any]:

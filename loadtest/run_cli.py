@@ -91,7 +91,14 @@ def _local_target(
             "--gpu-memory-utilization", str(stack.model.gpu_memory_utilization),
             "--tensor-parallel", str(stack.model.tensor_parallel),
         ]  # fmt: skip
-        return EmulatorTarget(stack.model.name, gpu_spec.name, log, extra, stack.gpu.instance_type)
+        return EmulatorTarget(
+            stack.model.name,
+            gpu_spec.name,
+            log,
+            extra,
+            instance_type=stack.gpu.instance_type,
+            gpus_per_replica=stack.model.tensor_parallel,
+        )
     return EmulatorTarget(model or DEFAULT_MODEL, gpu or DEFAULT_GPU, log, ["--api-key", api_key])
 
 

@@ -139,26 +139,33 @@ def read_sse(
 
 
 def read_generate(source: LineSource, t0: float, out: StreamOutcome | None = None) -> StreamOutcome:
-    """Consume vLLM's legacy ``/generate`` stream: NUL-separated ``{"text": [cumulative]}``.
+    """Consume vLLM's legacy ``/generate`` stream: ``{"text": [prompt + output so far]}`` objects.
 
-    That API reports no token counts; each growing chunk counts as one token (the legacy
-    server emits one chunk per engine step) and the record says so (``usage: false``).
+    Servers separate them with a newline (vLLM today) or a NUL byte (older vLLM), so the
+    reader takes pieces ending in ``}`` and parses once a whole object has arrived (a ``}``
+    inside the text just means reading on). That API reports no token counts; each growing
+    chunk counts as one token (the server emits one per engine step) and the record says so
+    (``usage: false``). A response that is not streamed is one chunk.
     """
     out = out if out is not None else StreamOutcome()
     last = 0.0
     seen = -1
+    pending = b""
     while True:
-        line = source.readline(b"\0")
-        if not line:
+        piece = source.readline(b"}")
+        if not piece:
             break
-        payload = line.rstrip(b"\0").strip()
-        if not payload:
-            continue
         now = perf_counter()
+        pending += piece
+        payload = pending.strip(b"\0\r\n\t ")
         try:
             event = json.loads(payload)
+        except ValueError:
+            continue
+        pending = b""
+        try:
             text = event["text"][0]
-        except (ValueError, KeyError, IndexError, TypeError):
+        except (KeyError, IndexError, TypeError):
             return out.fail(REASON_BROKEN_STREAM, f"not a /generate chunk: {payload[:120]!r}")
         if len(text) > seen:
             if out.first_s is None:
@@ -168,6 +175,8 @@ def read_generate(source: LineSource, t0: float, out: StreamOutcome | None = Non
             last = now
             out.chunks += 1
             seen = len(text)
+    if pending.strip(b"\0\r\n\t "):
+        return out.fail(REASON_BROKEN_STREAM, f"the stream ended mid-object: {pending[:120]!r}")
     if out.first_s is not None:
         out.last_s = last - t0
     if out.chunks == 0:

@@ -202,7 +202,9 @@ class EmulatorTarget(ProcessTarget):
         gpu: str,
         log_path: Path | None,
         extra_args: list[str] | None = None,
+        *,
         instance_type: str | None = None,
+        gpus_per_replica: int = 1,
     ) -> None:
         port = free_port()
         command = [
@@ -214,6 +216,7 @@ class EmulatorTarget(ProcessTarget):
         self.model = model
         self.gpu = gpu
         self.instance_type = instance_type
+        self.gpus_per_replica = gpus_per_replica
         self.description = f"the vLLM emulator ({model} on {gpu}) at {self.base_url}"
         self._metrics = PrometheusPoller(self.base_url + "/metrics")
 
@@ -227,7 +230,7 @@ class EmulatorTarget(ProcessTarget):
             "gpu": self.gpu,
             "instance_type": self.instance_type,
             "replicas": 1,
-            "gpus_per_replica": 1,
+            "gpus_per_replica": self.gpus_per_replica,
         }
 
     def poll(self) -> dict[str, Any]:

@@ -101,13 +101,34 @@ def test_garbage_is_a_broken_stream(clock: list[float]) -> None:
     assert out.failure == REASON_BROKEN_STREAM
 
 
-def test_legacy_generate_counts_growing_chunks(clock: list[float]) -> None:
-    lines = [
-        json.dumps({"text": [t]}).encode() + b"\0" for t in ("P a", "P a b", "P a b", "P a b c")
-    ]
-    out = streaming.read_generate(FakeStream(lines, clock), 100.0)
+class PieceStream(FakeStream):
+    """Serves a byte stream in pieces up to each separator, as geventhttpclient's readline."""
+
+    def __init__(self, data: bytes, clock: list[float]) -> None:
+        self.data = data
+        self.clock = clock
+
+    def readline(self, sep: bytes = b"\r\n") -> bytes:
+        self.clock[0] += 0.010
+        end = self.data.find(sep)
+        end = len(self.data) if end < 0 else end + len(sep)
+        piece, self.data = self.data[:end], self.data[end:]
+        return piece
+
+
+@pytest.mark.parametrize("sep", [b"\n", b"\0"])
+def test_legacy_generate_counts_growing_chunks(clock: list[float], sep: bytes) -> None:
+    texts = ("P a", "P a {b}", "P a {b}", "P a {b} c")
+    data = b"".join(json.dumps({"text": [t]}).encode() + sep for t in texts)
+    out = streaming.read_generate(PieceStream(data, clock), 100.0)
     assert out.failure is None
     assert out.chunks == 3
     assert out.first_s == pytest.approx(0.010)
-    assert out.gaps_ms == pytest.approx([10.0, 20.0])
+    # a text holding "}" arrives in two pieces: objects complete at 10, 30, 50 and 70 ms
+    assert out.gaps_ms == pytest.approx([20.0, 40.0])
     assert out.output_tokens is None
+
+
+def test_legacy_generate_cut_mid_object(clock: list[float]) -> None:
+    out = streaming.read_generate(PieceStream(b'{"text": ["P a"]}\n{"text": ["P a', clock), 100.0)
+    assert out.failure == REASON_BROKEN_STREAM
