@@ -21,6 +21,9 @@ from infra.config import ConfigError, load_stack_file
 from loadtest import plans, run_files, slo, workload
 from loadtest.run_spec import RunSpec
 from loadtest.targets import EmulatorTarget, Target, TargetError, UrlTarget, list_models
+from workloads.catalog import CatalogError
+from workloads.emulator.replica_spec import replica_spec
+from workloads.fit import FitError
 
 EXIT_SLO_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -99,7 +102,12 @@ def _local_target(
             instance_type=stack.gpu.instance_type,
             gpus_per_replica=stack.model.tensor_parallel,
         )
-    return EmulatorTarget(model or DEFAULT_MODEL, gpu or DEFAULT_GPU, log, ["--api-key", api_key])
+    model, gpu = model or DEFAULT_MODEL, gpu or DEFAULT_GPU
+    try:
+        replica_spec(model, gpu)
+    except (CatalogError, FitError) as err:
+        raise UsageError(f"--model {model} --gpu {gpu}: {err}") from None
+    return EmulatorTarget(model, gpu, log, ["--api-key", api_key])
 
 
 def run(  # noqa: PLR0917 - typer maps each parameter to a flag

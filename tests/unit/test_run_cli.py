@@ -56,6 +56,14 @@ def test_bad_flags_are_refused(args: list[str], expected: str) -> None:
     assert expected in " ".join(output.split())
 
 
+def test_a_local_target_that_cannot_fit_is_refused() -> None:
+    code, output = run("--gpu", "T4", "--users", "1", "--duration", "1s")
+    assert code == 2
+    assert "--model Qwen/Qwen2.5-7B-Instruct --gpu T4: Qwen/Qwen2.5-7B-Instruct needs" in output
+    code, output = run("--gpu", "Z80", "--users", "1", "--duration", "1s")
+    assert code == 2 and "unknown GPU 'Z80'" in output
+
+
 def test_workload_file_errors_are_named(tmp_path: Path) -> None:
     bad = tmp_path / "mix.yaml"
     bad.write_text("tasks:\n  - name: a\n    prompts: zh-poem\n", encoding="utf-8")
