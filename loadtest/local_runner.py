@@ -172,7 +172,9 @@ class LocalRun:
                     f"a Locust worker exited before connecting (code {dead[0].returncode}); "
                     f"see {self.dir / 'logs'}"
                 )
-            if time.monotonic() > deadline or self.stop.event.is_set():
+            if self.stop.event.is_set():
+                return
+            if time.monotonic() > deadline:
                 raise RunError(
                     f"only {len(runner.clients.ready)} of {self.spec.workers} Locust workers "
                     f"connected within {WORKER_CONNECT_TIMEOUT_S:.0f} s; see {self.dir / 'logs'}"
@@ -339,14 +341,28 @@ class LocalRun:
         self.stop.set("interrupted (Ctrl-C or SIGTERM)", interrupted=True)
 
     def run(self) -> RunOutcome:
-        """Run the plan end to end; the run directory is complete when this returns."""
-        spec = self.spec
+        """Run the plan end to end; the run directory is complete when this returns.
+
+        Whatever happens after the target starts (Ctrl-C, a worker that never connects, an
+        error), the workers and the target are stopped and the files closed.
+        """
         self.dir.mkdir(parents=True, exist_ok=True)
         logging.getLogger("locust").setLevel(logging.WARNING)
         handlers = [
             gevent.signal_handler(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)
         ]
-        spec.target.start()
+        try:
+            self.spec.target.start()
+            if not self.stop.event.is_set():
+                self._run_started_target()
+        finally:
+            self.spec.target.stop()
+            for handler in handlers:
+                handler.cancel()
+        return RunOutcome(self.dir, self.stop.interrupted, self.stop.reason)
+
+    def _run_started_target(self) -> None:
+        spec = self.spec
         self.t0 = time.time()
         run_files.write_json(self.dir / run_files.CONFIG, self._config())
         self.events = run_files.JsonlWriter(self.dir / run_files.EVENTS)
@@ -366,22 +382,21 @@ class LocalRun:
         runner.register_message(RECORDS_MESSAGE, collector.on_message)
         self.runner, self.collector = runner, collector
         sampler = None
-        display = None
+        display = live.LiveLine(self, enabled=spec.show_live)
         try:
             self._start_workers(port)
             self._wait_for_workers(runner)
+            if self.stop.event.is_set():
+                return
             self.event("workers_ready", workers=spec.workers)
             sampler = gevent.spawn(self._sampler, runner, collector, timeline)
-            display = live.LiveLine(self, enabled=spec.show_live)
             display.start()
             driver = gevent.spawn(self._drive, runner, collector)
             self.stop.event.wait()
             driver.kill()
         finally:
-            if display is not None:
-                display.stop()
-            if runner is not None:
-                self._stop_workers(runner)
+            display.stop()
+            self._stop_workers(runner)
             if sampler is not None:
                 sampler.kill()
                 self.last_sample = self._sample(runner, collector)
@@ -391,12 +406,8 @@ class LocalRun:
                 interrupted=self.stop.interrupted or not self.stop.reason,
                 stop_reason=self.stop.reason or "the run failed",
             )
-            spec.target.stop()
             for writer in (requests, timeline, self.events):
                 writer.close()
-            for handler in handlers:
-                handler.cancel()
-        return RunOutcome(self.dir, self.stop.interrupted, self.stop.reason)
 
 
 def _package_version() -> str:

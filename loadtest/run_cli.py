@@ -231,6 +231,9 @@ def _execute(spec: RunSpec) -> tuple[dict[str, Any], Any]:
     except (TargetError, RunError) as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
+    if not (outcome.run_dir / run_files.CONFIG).exists():
+        typer.echo("interrupted before the load started: nothing to report")
+        raise typer.Exit(EXIT_INTERRUPTED)
     summary = write(outcome.run_dir)
     _print_result(outcome.run_dir, summary)
     return summary, outcome
