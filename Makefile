@@ -37,6 +37,19 @@ fmt: $(BIN)/.installed ## format and fix what ruff can
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The capacity plan against the local emulator (Qwen2.5-7B on an L40S), time-scaled so the whole
+# search, settle, soak and cool-down take about two minutes; `qwen-stress run` prints the report.
+DEMO_ARGS ?= --plan capacity --gpu L40S --time-scale 0.07 --soak 5m --max-users 400
+# The demo needs only the package, not the dev tools: a fresh machine is serving sooner.
+$(BIN)/.base-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+demo: $(BIN)/.base-installed ## the local load test end to end (about 2 minutes once .venv exists)
+	$(BIN)/qwen-stress run $(DEMO_ARGS) --out runs/demo-$$(date +%Y%m%d-%H%M%S)
+
 bench: $(BIN)/.installed ## run the benchmarks and print their numbers
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 

@@ -13,7 +13,7 @@ import ipaddress
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -389,20 +389,34 @@ def _decode(key: str, raw: Any) -> Any:
 _HEADER = "invalid stack configuration:\n  "
 
 
-def _format(err: ValidationError) -> list[str]:
+def error_lines(
+    err: ValidationError, key: Callable[[str], str], missing: str, unknown: str
+) -> list[str]:
+    """One line per pydantic error: the key, what is wrong, and the value if not yet said.
+
+    ``key`` turns the dotted location into the name the user knows; every file this project
+    validates (stack config, workload files) reports errors the same way.
+    """
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        key = f"{NAMESPACE}:{loc}" if loc else NAMESPACE
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "missing":
-            msg = "is required; set it in Pulumi.<stack>.yaml (see README, Configuration)"
+            msg = missing
         elif e["type"] == "extra_forbidden":
-            msg = "is not a setting this project knows; check the spelling against the README"
+            msg = unknown
         elif "input" in e and e["type"] not in ("value_error", "assertion_error"):
             msg = f"{msg} (got {e['input']!r})"
-        lines.append(f"{key}: {msg}")
+        lines.append(f"{key('.'.join(str(p) for p in e['loc']))}: {msg}")
     return lines
+
+
+def _format(err: ValidationError) -> list[str]:
+    return error_lines(
+        err,
+        lambda loc: f"{NAMESPACE}:{loc}" if loc else NAMESPACE,
+        missing="is required; set it in Pulumi.<stack>.yaml (see README, Configuration)",
+        unknown="is not a setting this project knows; check the spelling against the README",
+    )
 
 
 def parse(values: Mapping[str, Any], region: str | None = None) -> StackConfig:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from loadtest import run_cli
 from workloads.emulator.cli import emulate
 
 app = typer.Typer(
@@ -25,8 +26,14 @@ def _root() -> None:
 
 
 app.command()(emulate)
+app.command("run")(run_cli.run)
+app.command("report")(run_cli.report)
 
 
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""From raw records to per-step and overall stats, SLO verdicts and the capacity figure.
+
+Percentiles are exact, computed from every record (numpy's default linear interpolation, as
+vLLM's benchmark computes them), never from Locust's bucketed histograms. A request belongs to
+the step during which it was sent. Rates divide by the step's length.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from loadtest.records import RequestRecord
+from loadtest.slo import Slo
+
+PERCENTILES = (50, 90, 95, 99)
+CPU_FLAG_PCT = 85.0
+"""A worker busier than this (mean over a step) may have inflated that step's latencies."""
+
+_NOT_A_LEVEL = ("settle", "cooldown", "recovery")
+"""Phases that follow a change of load and measure the transition, not a load level."""
+
+# Plans that search for a limit expect some ramp steps to fail; their CI verdict rests on the
+# phases that must hold (the baseline and the soak at the capacity found).
+_VERDICT_PHASES = {"capacity": ("baseline", "soak")}
+
+
+@dataclass(frozen=True)
+class StepSpan:
+    """A step as it ran: its load and its window in seconds from the run start."""
+
+    index: int
+    phase: str
+    start_s: float
+    end_s: float
+    users: int | None = None
+    rate: float | None = None
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the window (at least a millisecond, so rates stay finite)."""
+        return max(self.end_s - self.start_s, 1e-3)
+
+
+def distribution(values: npt.ArrayLike) -> dict[str, float] | None:
+    """avg/p50/p90/p95/p99 of some values (ms), or None when there are none."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.size == 0:
+        return None
+    points = np.percentile(array, PERCENTILES)
+    out = {"avg": round(float(array.mean()), 3)}
+    out.update({f"p{p}": round(float(v), 3) for p, v in zip(PERCENTILES, points, strict=True)})
+    return out
+
+
+def stats(records: list[RequestRecord], duration_s: float, slo: Slo) -> dict[str, Any]:
+    """The STATS object of ``summary.json`` for one window of records."""
+    ok = [r for r in records if r.ok]
+    reasons = Counter(r.reason or "unknown" for r in records if not r.ok)
+    limits = slo.request_limits_ms()
+    good = sum(1 for r in ok if _meets(r, limits))
+    tokens = sum(r.output_tokens or 0 for r in ok)
+    itl = np.fromiter((g for r in ok for g in r.itl_ms), dtype=np.float64)
+    late = [r.late_ms for r in records if r.late_ms is not None]
+    out: dict[str, Any] = {
+        "requests": len(records),
+        "failures": len(records) - len(ok),
+        "failures_by_reason": dict(sorted(reasons.items())),
+        "success_rate": round(len(ok) / len(records), 6) if records else None,
+        "rps": round(len(ok) / duration_s, 4),
+        "attempted_rps": round(len(records) / duration_s, 4),
+        "output_tokens_per_s": round(tokens / duration_s, 3),
+        "goodput_rps": round(good / duration_s, 4),
+        "ttft_ms": distribution([r.ttft_ms for r in ok if r.ttft_ms is not None]),
+        "itl_ms": distribution(itl),
+        "tpot_ms": distribution([t for r in ok if (t := r.tpot_ms) is not None]),
+        "e2e_ms": distribution([r.e2e_ms for r in ok if r.e2e_ms is not None]),
+        "prompt_tokens_avg": _mean([r.prompt_tokens for r in ok if r.prompt_tokens is not None]),
+        "output_tokens_avg": _mean([r.output_tokens for r in ok if r.output_tokens is not None]),
+        "usage_missing": sum(1 for r in ok if not r.usage),
+    }
+    if late:
+        out["late_ms"] = distribution(late)
+    return out
+
+
+def _mean(values: list[int]) -> float | None:
+    return round(sum(values) / len(values), 2) if values else None
+
+
+def _meets(record: RequestRecord, limits: dict[str, float]) -> bool:
+    values = {"ttft": record.ttft_ms, "tpot": record.tpot_ms, "e2e": record.e2e_ms}
+    for metric, limit in limits.items():
+        value = values[metric]
+        if value is not None and value > limit:
+            return False
+    return True
+
+
+def assign(
+    records: list[RequestRecord], spans: list[StepSpan], t0: float
+) -> list[list[RequestRecord]]:
+    """Group records by the step during which each was sent.
+
+    A request sent after the last step ended (in the moment the stop takes to reach the
+    workers) still belongs to the last step; one sent before the first step (none are) drops.
+    """
+    groups: list[list[RequestRecord]] = [[] for _ in spans]
+    if not spans:
+        return groups
+    starts = np.array([s.start_s for s in spans])
+    for record in records:
+        offset = record.start - t0
+        i = int(np.searchsorted(starts, offset, side="right")) - 1
+        if i >= 0 and (offset < spans[i].end_s or i == len(spans) - 1):
+            groups[i].append(record)
+    return groups
+
+
+def cpu_by_step(timeline: list[dict[str, Any]], spans: list[StepSpan]) -> list[float | None]:
+    """Per step, the busiest worker's mean CPU (% of one core) over the step's samples."""
+    out: list[float | None] = []
+    for span in spans:
+        per_worker: dict[str, list[float]] = {}
+        for sample in timeline:
+            if span.start_s <= sample.get("t", -1.0) <= span.end_s:
+                for worker, pct in (sample.get("worker_cpu") or {}).items():
+                    per_worker.setdefault(worker, []).append(pct)
+        means = [sum(v) / len(v) for v in per_worker.values() if v]
+        out.append(round(max(means), 1) if means else None)
+    return out
+
+
+def capacity(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The highest passing step: most users (closed loop) or most requests/s (open loop)."""
+    passing = [s for s in steps if s["slo_pass"] and s["phase"] not in _NOT_A_LEVEL]
+    if not passing:
+        return {"max_users_within_slo": None, "max_rps_within_slo": None, "step": None}
+    best = max(passing, key=lambda s: (s["users"] or 0, s["rate"] or 0.0, s["rps"]))
+    return {
+        "max_users_within_slo": best["users"],
+        "max_rps_within_slo": best["rps"],
+        "step": best["index"],
+    }
+
+
+def verdict(plan: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The CI verdict behind ``--fail-on-slo``: which steps had to pass, and did they."""
+    phases = _VERDICT_PHASES.get(plan)
+    judged = [s for s in steps if phases is None or s["phase"] in phases]
+    failed = [s["index"] for s in judged if not s["slo_pass"]]
+    rule = (
+        f"every {' and '.join(phases)} step meets the SLOs"
+        if phases
+        else "every step meets the SLOs"
+    )
+    return {"pass": bool(judged) and not failed, "rule": rule, "failed_steps": failed}
+
+
+def analyze(  # noqa: PLR0917 - the run's parts, each read from its own file
+    records: list[RequestRecord],
+    spans: list[StepSpan],
+    t0: float,
+    slo: Slo,
+    plan: str,
+    timeline: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Overall stats, per-step stats with SLO verdicts, capacity and the CI verdict."""
+    groups = assign(records, spans, t0)
+    cpus = cpu_by_step(timeline, spans)
+    steps: list[dict[str, Any]] = []
+    for span, group, cpu in zip(spans, groups, cpus, strict=True):
+        step = stats(group, span.duration_s, slo)
+        checks = slo.evaluate(step)
+        step.update(
+            index=span.index,
+            phase=span.phase,
+            users=span.users,
+            rate=span.rate,
+            start_s=round(span.start_s, 3),
+            end_s=round(span.end_s, 3),
+            slo_pass=all(c.passed for c in checks),
+            slo_checks=[
+                {"key": c.key, "limit": c.limit, "value": c.value, "pass": c.passed} for c in checks
+            ],
+            worker_cpu_pct=cpu,
+            cpu_flag=cpu is not None and cpu > CPU_FLAG_PCT,
+        )
+        steps.append(step)
+    in_steps = [r for g in groups for r in g]
+    total = sum(s.duration_s for s in spans) if spans else 1e-3
+    overall = stats(in_steps, total, slo)
+    overall["slo_pass"] = slo.passes(overall)
+    return {
+        "overall": overall,
+        "steps": steps,
+        "capacity": capacity(steps),
+        "verdict": verdict(plan, steps),
+        "cpu": {
+            "threshold_pct": CPU_FLAG_PCT,
+            "max_worker_pct": max((c for c in cpus if c is not None), default=None),
+            "flagged_steps": [s["index"] for s in steps if s["cpu_flag"]],
+        },
+    }

@@ -1,0 +1,97 @@
+"""The one live line a run shows while it goes, and the notes printed above it.
+
+On a terminal the line redraws in place (rich ``Live``); elsewhere (CI logs, tests) only the
+notes are printed, one per line, so logs stay readable.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import gevent
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+console = Console(stderr=True, highlight=False)
+
+
+class _RunView(Protocol):
+    last_sample: dict[str, Any]
+
+    def now_s(self) -> float: ...
+
+
+def note(message: str) -> None:
+    """Print one line above the live line (or on its own line without a terminal)."""
+    console.print(f"[dim]{_clock(_Clock.now())}[/dim] {message}")
+
+
+class _Clock:
+    run: _RunView | None = None
+
+    @staticmethod
+    def now() -> float:
+        return _Clock.run.now_s() if _Clock.run is not None else 0.0
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(max(int(seconds), 0), 60)
+    return f"{minutes:02d}:{secs:02d}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def render(elapsed_s: float, sample: dict[str, Any]) -> Text:
+    """The live line: elapsed, step, users, RPS, TTFT p50/p99, errors, replicas when known."""
+    parts = [
+        f"{_clock(elapsed_s)}",
+        f"step {sample.get('step', '-')} {sample.get('phase') or ''}".strip(),
+        f"users {sample.get('users', 0)}",
+        f"RPS {sample.get('rps', 0.0):.1f}",
+        f"TTFT p50 {_ms(sample.get('ttft_p50_ms'))} ms p99 {_ms(sample.get('ttft_p99_ms'))} ms",
+        f"errors {sample.get('error_rate', 0.0) * 100:.1f}%",
+        f"requests {sample.get('requests_total', 0)}",
+    ]
+    if sample.get("replicas") is not None:
+        parts.append(f"replicas {sample['replicas']}")
+    cpu = sample.get("worker_cpu") or {}
+    if cpu:
+        parts.append(f"worker CPU {max(cpu.values()):.0f}%")
+    return Text(" | ".join(parts))
+
+
+class LiveLine:
+    """Redraws the live line every second from the run's latest timeline sample."""
+
+    def __init__(self, run: _RunView, enabled: bool = True) -> None:
+        self.run = run
+        _Clock.run = run
+        self.enabled = enabled and console.is_terminal
+        self._live: Live | None = None
+        self._greenlet: gevent.Greenlet | None = None
+
+    def _loop(self) -> None:
+        while self._live is not None:
+            self._live.update(render(self.run.now_s(), self.run.last_sample), refresh=True)
+            gevent.sleep(1.0)
+
+    def start(self) -> None:
+        """Begin redrawing (a no-op without a terminal)."""
+        if not self.enabled:
+            return
+        self._live = Live(console=console, auto_refresh=False, transient=True)
+        self._live.start()
+        self._greenlet = gevent.spawn(self._loop)
+
+    def stop(self) -> None:
+        """Stop redrawing and print the last state once."""
+        if self._live is not None:
+            live, self._live = self._live, None
+            live.stop()
+        if self._greenlet is not None:
+            self._greenlet.kill()
+        if self.run.last_sample:
+            console.print(render(self.run.now_s(), self.run.last_sample))

@@ -1,0 +1,116 @@
+"""Words shared by the reports: metric definitions, SLO names, number formats."""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFINITIONS: list[tuple[str, str]] = [
+    (
+        "TTFT",
+        "time to first token: from sending the request to the first chunk that carries content",
+    ),
+    (
+        "ITL",
+        "inter-token latency: every gap between consecutive content chunks, pooled over requests",
+    ),
+    ("TPOT", "time per output token: (E2E - TTFT) / (output tokens - 1), per request"),
+    ("E2E", "end-to-end latency: from sending the request to the last content chunk"),
+    (
+        "Output tokens",
+        "from the server's `usage` (stream_options.include_usage); chunks counted if absent",
+    ),
+    ("RPS", "successful requests per second of the step (requests sent during the step)"),
+    (
+        "Goodput",
+        "successful requests per second whose TTFT, TPOT and E2E each meet the loosest limit "
+        "set for that metric",
+    ),
+    ("Percentiles", "exact, from every request record (linear interpolation, as vLLM's benchmark)"),
+]
+
+
+def ms(value: float | None) -> str:
+    """A latency for a table: ``123 ms`` or ``1.23 s``; a dash when unknown."""
+    if value is None:
+        return "-"
+    return f"{value:.0f} ms" if value < 1000 else f"{value / 1000:.2f} s"
+
+
+def pct(value: float | None) -> str:
+    """A ratio as a percentage with two decimals."""
+    return "-" if value is None else f"{value * 100:.2f}%"
+
+
+def slo_text(slo: dict[str, float]) -> str:
+    """The objectives in one line: ``success >= 99.00%, ttft mean < 1000 ms, ...``."""
+    parts = [f"success >= {pct(slo['success_rate'])}"]
+    for key, limit in slo.items():
+        if key != "success_rate":
+            metric, stat, _ = key.split("_")
+            parts.append(f"{metric.upper()} {stat} < {ms(limit)}")
+    return ", ".join(parts)
+
+
+def load_label(step: dict[str, Any]) -> str:
+    """How a step's offered load reads: ``150 users`` or ``4 req/s``."""
+    if step.get("rate") is not None:
+        return f"{step['rate']:g} req/s"
+    return f"{step.get('users')} users"
+
+
+def headline(summary: dict[str, Any]) -> str:
+    """The capacity sentence at the top of every report."""
+    cap = summary["capacity"]
+    if cap["step"] is None:
+        return "No load step met the SLOs: capacity is below the lowest load tried."
+    if cap["max_users_within_slo"] is not None:
+        return (
+            f"Capacity: {cap['max_users_within_slo']} concurrent users "
+            f"({cap['max_rps_within_slo']:.2f} req/s) within the SLOs."
+        )
+    return f"Capacity: {cap['max_rps_within_slo']:.2f} req/s within the SLOs."
+
+
+def cost_line(summary: dict[str, Any]) -> str | None:
+    """The estimated cost sentence, or None when the GPU is unknown."""
+    c = summary.get("cost")
+    if not c:
+        return None
+    scaled = (
+        ""
+        if c["time_scale"] == 1
+        else f" (the unscaled plan; this run ran at time scale {c['time_scale']:g})"
+    )
+    return (
+        f"Estimated GPU cost: {c['gpu_hours']:.3f} GPU-hours x ${c['usd_per_gpu_hour']:.3f} "
+        f"({c['gpu']}, {c['instance_type']}) = ${c['usd']:.2f}{scaled}."
+    )
+
+
+def warnings(summary: dict[str, Any]) -> list[str]:
+    """What may make the numbers wrong: busy workers, lost workers, interruptions, drops."""
+    out = []
+    cpu = summary["cpu"]
+    if cpu["flagged_steps"]:
+        out.append(
+            f"Load-generator CPU above {cpu['threshold_pct']:.0f}% in steps "
+            f"{', '.join(map(str, cpu['flagged_steps']))} (max {cpu['max_worker_pct']:.0f}%): "
+            "TTFT there may be inflated by the client; add workers."
+        )
+    for e in summary["events"]:
+        if e.get("kind") == "worker_lost":
+            out.append(
+                f"Worker {e.get('worker')} was lost at {e['t']:.1f} s ({e.get('detail', '')}); "
+                "the run went on."
+            )
+        elif e.get("kind") == "target_error":
+            out.append(f"Target: {e.get('detail')}")
+    if summary["interrupted"]:
+        out.append(f"The run was cut short: {summary['stop_reason']}. The report covers what ran.")
+    ol = summary.get("open_loop")
+    if ol and (ol["dropped"] or ol["late"]):
+        out.append(
+            f"Open loop: {ol['dropped']} of {ol['arrivals']} arrivals dropped at the in-flight cap "
+            f"and {ol['late']} sent late; the offered rate was lower than planned."
+        )
+    return out

@@ -1,0 +1,262 @@
+"""``report.html``: one self-contained page (plotly's JavaScript inlined, opens offline).
+
+Latency-over-time charts are computed from the raw records in time buckets (exact
+percentiles per bucket); load, throughput and fleet charts come from the timeline.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.subplots import make_subplots
+
+from loadtest import records, run_files
+from loadtest.metric_text import (
+    DEFINITIONS,
+    cost_line,
+    headline,
+    load_label,
+    ms,
+    pct,
+    slo_text,
+    warnings,
+)
+
+_COLUMNS = (
+    "step", "phase", "load", "window", "requests", "failures", "success", "RPS", "goodput",
+    "tok/s", "TTFT avg", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "TPOT p50", "E2E p50",
+    "E2E p99", "worker CPU", "SLO",
+)  # fmt: skip
+_PASS = "rgba(46, 160, 67, 0.08)"
+_FAIL = "rgba(218, 54, 51, 0.10)"
+
+
+def _shade_steps(fig: go.Figure, steps: list[dict[str, Any]], rows: int = 1) -> None:
+    for step in steps:
+        for row in range(1, rows + 1):
+            fig.add_vrect(
+                x0=step["start_s"],
+                x1=step["end_s"],
+                fillcolor=_PASS if step["slo_pass"] else _FAIL,
+                line_width=0,
+                layer="below",
+                row=row if rows > 1 else None,
+                col=1 if rows > 1 else None,
+            )
+
+
+def _layout(fig: go.Figure, title: str, y: str) -> go.Figure:
+    fig.update_layout(
+        title=title,
+        template="plotly_white",
+        height=340,
+        margin={"l": 60, "r": 30, "t": 50, "b": 40},
+        legend={"orientation": "h", "y": -0.2},
+    )
+    fig.update_xaxes(title_text="seconds since start")
+    fig.update_yaxes(title_text=y)
+    return fig
+
+
+def _buckets(run_dir: Path, t0: float, run_s: float) -> dict[str, Any]:
+    width = max(2.0, math.ceil(run_s / 80.0))
+    by_bucket: dict[int, dict[str, list[float]]] = {}
+    for r in records.read(run_dir / run_files.REQUESTS):
+        b = by_bucket.setdefault(int((r.start - t0) // width), {"ttft": [], "e2e": [], "fail": []})
+        if r.ok:
+            if r.ttft_ms is not None:
+                b["ttft"].append(r.ttft_ms)
+            if r.e2e_ms is not None:
+                b["e2e"].append(r.e2e_ms)
+        else:
+            b["fail"].append(1.0)
+    keys = sorted(by_bucket)
+    out: dict[str, Any] = {"t": [(k + 0.5) * width for k in keys], "width": width}
+    for metric in ("ttft", "e2e"):
+        for p in (50, 90, 99):
+            out[f"{metric}_p{p}"] = [
+                float(np.percentile(by_bucket[k][metric], p)) if by_bucket[k][metric] else None
+                for k in keys
+            ]
+    out["failures_per_s"] = [len(by_bucket[k]["fail"]) / width for k in keys]
+    return out
+
+
+def _figures(run_dir: Path, summary: dict[str, Any], t0: float) -> list[go.Figure]:
+    timeline = [s for s in run_files.read_jsonl(run_dir / run_files.TIMELINE) if "t" in s]
+    steps = summary["steps"]
+    t = [s["t"] for s in timeline]
+    figures = []
+
+    load = make_subplots(specs=[[{"secondary_y": True}]])
+    load.add_trace(
+        go.Scatter(x=t, y=[s.get("users") for s in timeline], name="users"), secondary_y=False
+    )
+    if any(s.get("inflight") is not None for s in timeline):
+        load.add_trace(
+            go.Scatter(
+                x=t, y=[s.get("inflight") for s in timeline], name="in flight", line={"dash": "dot"}
+            ),
+            secondary_y=False,
+        )
+    load.add_trace(
+        go.Scatter(x=t, y=[s.get("rps") for s in timeline], name="requests/s"), secondary_y=True
+    )
+    _shade_steps(load, steps)
+    _layout(load, "Users and requests per second", "users")
+    load.update_yaxes(title_text="requests/s", secondary_y=True)
+    figures.append(load)
+
+    b = _buckets(run_dir, t0, summary["duration_s"])
+    lat = go.Figure()
+    for metric, dash in (("ttft", None), ("e2e", "dot")):
+        for p in (50, 90, 99):
+            lat.add_trace(
+                go.Scatter(
+                    x=b["t"],
+                    y=b[f"{metric}_p{p}"],
+                    name=f"{metric.upper()} p{p}",
+                    line={"dash": dash},
+                )
+            )
+    _shade_steps(lat, steps)
+    figures.append(
+        _layout(lat, f"TTFT and E2E percentiles ({b['width']:g} s buckets, by send time)", "ms")
+    )
+
+    tokens = go.Figure(
+        go.Scatter(x=t, y=[s.get("output_tokens_per_s") for s in timeline], name="output tokens/s")
+    )
+    _shade_steps(tokens, steps)
+    figures.append(_layout(tokens, "Output tokens per second", "tokens/s"))
+
+    errors = go.Figure(
+        go.Bar(x=b["t"], y=b["failures_per_s"], name="failed requests/s", marker_color="#da3633")
+    )
+    _shade_steps(errors, steps)
+    figures.append(_layout(errors, "Failed requests per second (by send time)", "failures/s"))
+
+    fleet_keys = [
+        k
+        for k in ("replicas", "ready_replicas", "nodes", "queue", "running")
+        if any(s.get(k) is not None for s in timeline)
+    ]
+    if fleet_keys:
+        fleet = make_subplots(specs=[[{"secondary_y": True}]])
+        for key in fleet_keys:
+            fleet.add_trace(
+                go.Scatter(x=t, y=[s.get(key) for s in timeline], name=key), secondary_y=False
+            )
+        if any(s.get("kv_usage") is not None for s in timeline):
+            fleet.add_trace(
+                go.Scatter(
+                    x=t,
+                    y=[s.get("kv_usage") for s in timeline],
+                    name="KV cache usage",
+                    line={"dash": "dot"},
+                ),
+                secondary_y=True,
+            )
+            fleet.update_yaxes(title_text="KV usage (0-1)", secondary_y=True, range=[0, 1])
+        _shade_steps(fleet, steps)
+        figures.append(_layout(fleet, "Target: replicas, queue and KV cache", "count"))
+    return figures
+
+
+def _table(steps: list[dict[str, Any]]) -> str:
+    head = "<tr>" + "".join(f"<th>{h}</th>" for h in _COLUMNS) + "</tr>"
+    rows = []
+    for s in steps:
+        d = {k: s[k] or {} for k in ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms")}
+        failed = [c["key"] for c in s["slo_checks"] if not c["pass"]]
+        verdict = "pass" if s["slo_pass"] else "fail: " + ", ".join(failed)
+        reasons = ", ".join(f"{k} {v}" for k, v in s["failures_by_reason"].items())
+        cpu = "-" if s["worker_cpu_pct"] is None else f"{s['worker_cpu_pct']:.0f}%"
+        cells = [
+            s["index"],
+            s["phase"],
+            load_label(s),
+            f"{s['start_s']:.0f}-{s['end_s']:.0f} s",
+            s["requests"],
+            f"{s['failures']} {reasons}".strip(),
+            pct(s["success_rate"]),
+            f"{s['rps']:.2f}",
+            f"{s['goodput_rps']:.2f}",
+            f"{s['output_tokens_per_s']:.0f}",
+            ms(d["ttft_ms"].get("avg")),
+            ms(d["ttft_ms"].get("p50")),
+            ms(d["ttft_ms"].get("p99")),
+            ms(d["itl_ms"].get("p50")),
+            ms(d["itl_ms"].get("p99")),
+            ms(d["tpot_ms"].get("p50")),
+            ms(d["e2e_ms"].get("p50")),
+            ms(d["e2e_ms"].get("p99")),
+            cpu,
+            verdict,
+        ]
+        css = "pass" if s["slo_pass"] else "fail"
+        flag = " cpu" if s["cpu_flag"] else ""
+        rows.append(
+            f'<tr class="{css}{flag}">'
+            + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
+            + "</tr>"
+        )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1200px;
+color:#1f2328}
+h1{font-size:1.5rem} .headline{font-size:1.25rem;font-weight:600;margin:1rem 0}
+table{border-collapse:collapse;font-size:.8rem;width:100%}
+td,th{border:1px solid #d0d7de;padding:3px 6px;text-align:right}
+td:nth-child(2),td:nth-child(3),td:last-child{text-align:left}
+tr.fail td:last-child{color:#cf222e;font-weight:600}
+tr.pass td:last-child{color:#1a7f37} tr.cpu td:nth-last-child(2){background:#fff8c5}
+.warn{background:#fff8c5;border-left:4px solid #d4a72c;padding:.5rem 1rem;margin:.5rem 0}
+dl{display:grid;grid-template-columns:max-content auto;gap:.25rem 1rem} dt{font-weight:600}
+.meta{color:#59636e;font-size:.9rem}
+"""
+
+
+def render(run_dir: Path, summary: dict[str, Any]) -> str:
+    """The whole HTML page."""
+    config = run_files.read_json(run_dir / run_files.CONFIG)
+    figures = _figures(run_dir, summary, float(config["started_at"]))
+    charts = [
+        pio.to_html(fig, include_plotlyjs=(i == 0), full_html=False, config={"displaylogo": False})
+        for i, fig in enumerate(figures)
+    ]
+    target = summary["target"]
+    cost = cost_line(summary)
+    verdict = summary["verdict"]
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>qwen-stress {esc(summary['run_id'])}</title><style>{_CSS}</style></head><body>",
+        f"<h1>qwen-stress load test <code>{esc(summary['run_id'])}</code></h1>",
+        f"<div class='headline'>{esc(headline(summary))}</div>",
+        "<p class='meta'>"
+        f"Plan <b>{esc(summary['plan'])}</b> ({esc(summary['plan_summary'])}); "
+        f"target {esc(str(target.get('description', target.get('url'))))}; "
+        f"{summary['workers']} Locust worker(s); {summary['duration_s']:.0f} s of load"
+        + (f" at time scale {summary['time_scale']:g}" if summary["time_scale"] != 1 else "")
+        + f"; {summary['overall']['requests']} requests.<br>"
+        f"SLOs: {esc(slo_text(summary['slo']))}. "
+        f"CI verdict: <b>{'pass' if verdict['pass'] else 'fail'}</b>"
+        f" ({esc(verdict['rule'])}).</p>",
+    ]
+    if cost:
+        parts.append(f"<p>{esc(cost)}</p>")
+    parts += [f"<div class='warn'>{esc(w)}</div>" for w in warnings(summary)]
+    parts += ["<h2>Load steps</h2>", _table(summary["steps"]), "<h2>Over time</h2>", *charts]
+    parts.append("<h2>Metric definitions</h2><dl>")
+    parts += [f"<dt>{esc(name)}</dt><dd>{esc(text)}</dd>" for name, text in DEFINITIONS]
+    parts.append("</dl></body></html>")
+    return "\n".join(parts)

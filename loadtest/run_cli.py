@@ -1,0 +1,335 @@
+"""``qwen-stress run`` and ``qwen-stress report``: parse and check every flag, then hand over.
+
+Every mistake (a bad workload file, an unknown plan, a missing API-key variable, an ``--out``
+that already holds a run) is reported before a process starts or a request is sent.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import secrets
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from infra.config import ConfigError, load_stack_file
+from loadtest import plans, run_files, slo, workload
+from loadtest.run_spec import RunSpec
+from loadtest.targets import EmulatorTarget, Target, TargetError, UrlTarget, list_models
+from workloads.catalog import CatalogError
+from workloads.emulator.replica_spec import replica_spec
+from workloads.fit import FitError
+
+EXIT_SLO_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+LOCAL_TIME_SCALE = 0.1
+"""Local rehearsals run the plan ten times faster unless told otherwise."""
+LOCAL_KEY_ENV = "QWEN_STRESS_LOCAL_API_KEY"
+DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
+DEFAULT_GPU = "A10G"
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+
+
+class UsageError(ValueError):
+    """A flag is wrong; printed as one line, exit code 2."""
+
+
+def seconds(flag: str, text: str) -> float:
+    """``90``, ``90s``, ``2m``, ``1h30m`` -> seconds; a clear error otherwise."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise UsageError(f"{flag} {text!r}: write a duration like 30s, 2m or 1h30m")
+    h, m, s = (float(g) if g else 0.0 for g in match.groups())
+    return h * 3600 + m * 60 + s
+
+
+def _rates(text: str | None) -> list[float]:
+    if not text:
+        return []
+    try:
+        return [float(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        raise UsageError(f"--rate {text!r}: write requests per second, like 2 or 1,2,4") from None
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _out_dir(out: Path | None, plan: str) -> Path:
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{stamp}-{plan}"
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"--out {out} already holds files; choose a new directory")
+    return out
+
+
+def _local_target(
+    model: str | None, gpu: str | None, config: Path | None, out: Path, api_key: str
+) -> EmulatorTarget:
+    if importlib.util.find_spec("workloads.emulator") is None:
+        raise UsageError("the local target (the vLLM emulator) is not installed here; pass --url")
+    log = out / "logs" / "target.log"
+    if config is not None:
+        if model or gpu:
+            raise UsageError("--config sets the model and GPU; drop --model/--gpu or --config")
+        try:
+            stack = load_stack_file(config)
+        except ConfigError as err:
+            raise UsageError(str(err)) from None
+        gpu_spec = stack.gpu.instance.gpu
+        assert gpu_spec is not None
+        extra = [
+            "--api-key", api_key,
+            "--max-model-len", str(stack.model.max_model_len),
+            "--gpu-memory-utilization", str(stack.model.gpu_memory_utilization),
+            "--tensor-parallel", str(stack.model.tensor_parallel),
+        ]  # fmt: skip
+        return EmulatorTarget(
+            stack.model.name,
+            gpu_spec.name,
+            log,
+            extra,
+            instance_type=stack.gpu.instance_type,
+            gpus_per_replica=stack.model.tensor_parallel,
+        )
+    model, gpu = model or DEFAULT_MODEL, gpu or DEFAULT_GPU
+    try:
+        replica_spec(model, gpu)
+    except (CatalogError, FitError) as err:
+        raise UsageError(f"--model {model} --gpu {gpu}: {err}") from None
+    return EmulatorTarget(model, gpu, log, ["--api-key", api_key])
+
+
+def run(  # noqa: PLR0917 - typer maps each parameter to a flag
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="OpenAI-compatible endpoint to load; without it, the local "
+            "emulator is started on 127.0.0.1."
+        ),
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            help="Name of the environment variable holding the API key (the "
+            "key is never written anywhere)."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model to request (with --url: default is the first of "
+            "/v1/models) or to emulate locally."
+        ),
+    ] = None,
+    gpu: Annotated[
+        str | None, typer.Option(help=f"GPU to emulate locally (default {DEFAULT_GPU}).")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Pulumi.<stack>.yaml whose model and GPU the local target emulates."),
+    ] = None,
+    plan: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Load plan: {', '.join(sorted(plans.PLANS))} (default "
+            f"capacity; --users means fixed)."
+        ),
+    ] = None,
+    users: Annotated[
+        int | None,
+        typer.Option(help="Fixed load: concurrent users (with --duration); the soak plan's level."),
+    ] = None,
+    spawn_rate: Annotated[float, typer.Option(help="Users started per second.")] = 50.0,
+    duration: Annotated[
+        str | None, typer.Option(help="Fixed load: how long, e.g. 30s, 5m.")
+    ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option(help="poisson plan: arrivals per second, one step each: R[,R2,...]."),
+    ] = None,
+    step_duration: Annotated[str, typer.Option(help="How long each load step is held.")] = "2m",
+    baseline_users: Annotated[
+        int, typer.Option(help="Users of the baseline (and cool-down) step.")
+    ] = 50,
+    step_users: Annotated[int, typer.Option(help="Users added per ramp step.")] = 50,
+    max_users: Annotated[
+        int, typer.Option(help="Ramp ceiling (capacity, ramp) and spike height.")
+    ] = 500,
+    soak: Annotated[
+        str, typer.Option(help="Soak length (capacity's peak soak, the soak plan).")
+    ] = "10m",
+    time_scale: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Multiply every plan duration by this (default 1 with --url, "
+            f"{LOCAL_TIME_SCALE} locally)."
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Locust worker processes.", min=1, max=64)] = 2,
+    workload_file: Annotated[
+        Path | None,
+        typer.Option("--workload", help="Workload mix (YAML); default: the built-in mix."),
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Fix every task's max_tokens to N.", min=1)
+    ] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(help="chat, completions or generate (overrides the workload file)."),
+    ] = None,
+    slo_text: Annotated[
+        str | None,
+        typer.Option(
+            "--slo",
+            help="SLOs as KEY=VALUE,... e.g. success_rate=99.5%,ttft_p99_ms=1500,itl_p50_ms=off.",
+        ),
+    ] = None,
+    fail_on_slo: Annotated[
+        bool, typer.Option("--fail-on-slo", help="Exit 1 when the SLO verdict fails (a CI gate).")
+    ] = False,
+    max_inflight: Annotated[
+        int,
+        typer.Option(
+            help="poisson plan: open requests at most; arrivals beyond are dropped and counted.",
+            min=1,
+        ),
+    ] = 1000,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory to create (default runs/<timestamp>-<plan>).")
+    ] = None,
+) -> None:
+    """Run a load plan with distributed Locust and write the run directory and reports."""
+    try:
+        spec = _spec(locals())
+    except (UsageError, workload.WorkloadError, slo.SloError, plans.PlanError, TargetError) as err:
+        raise _fail(str(err)) from None
+    summary, outcome = _execute(spec)
+    if outcome.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if fail_on_slo and not summary["verdict"]["pass"]:
+        raise typer.Exit(EXIT_SLO_FAILED)
+
+
+def _execute(spec: RunSpec) -> tuple[dict[str, Any], Any]:
+    """Run, analyse, print; only here is Locust imported (it patches the stdlib for gevent)."""
+    from loadtest.local_runner import LocalRun, RunError  # noqa: PLC0415
+    from loadtest.summary import write  # noqa: PLC0415
+
+    try:
+        outcome = LocalRun(spec).run()
+    except (TargetError, RunError) as err:
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    if not (outcome.run_dir / run_files.CONFIG).exists():
+        typer.echo("interrupted before the load started: nothing to report")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    summary = write(outcome.run_dir)
+    _print_result(outcome.run_dir, summary)
+    return summary, outcome
+
+
+def _spec(args: dict[str, Any]) -> RunSpec:
+    mix = workload.load(args["workload_file"]).with_max_tokens(args["max_tokens"])
+    if args["endpoint"] is not None:
+        if args["endpoint"] not in workload.ENDPOINT_PATHS:
+            raise UsageError(f"--endpoint {args['endpoint']!r}: use chat, completions or generate")
+        mix = mix.with_endpoint(args["endpoint"])
+    objectives = slo.parse(args["slo_text"])
+    name = args["plan"] or ("fixed" if args["users"] is not None else "capacity")
+    local = args["url"] is None
+    scale = (
+        args["time_scale"]
+        if args["time_scale"] is not None
+        else (LOCAL_TIME_SCALE if local else 1.0)
+    )
+    if scale <= 0:
+        raise UsageError(f"--time-scale {scale}: must be above 0")
+    options = plans.PlanOptions(
+        baseline_users=args["baseline_users"],
+        step_users=args["step_users"],
+        max_users=args["max_users"],
+        step_duration_s=seconds("--step-duration", args["step_duration"]) * scale,
+        soak_s=seconds("--soak", args["soak"]) * scale,
+        spawn_rate=args["spawn_rate"],
+        users=args["users"],
+        duration_s=seconds("--duration", args["duration"]) * scale if args["duration"] else None,
+        rates=_rates(args["rate"]),
+    )
+    plan = plans.create(name, options)
+    key_env = args["api_key_env"]
+    if key_env is not None and not os.environ.get(key_env):
+        raise UsageError(f"--api-key-env {key_env}: that environment variable is not set or empty")
+    out = _out_dir(args["out"], name)
+    target: Target
+    model_name = args["model"]
+    if local:
+        # The emulator checks a key like vLLM's --api-key does, so the run exercises auth: the
+        # caller's key if one was named, else a fresh one the workers inherit by name.
+        if key_env is None:
+            key_env = LOCAL_KEY_ENV
+            os.environ[key_env] = secrets.token_hex(16)
+        target = _local_target(args["model"], args["gpu"], args["config"], out, os.environ[key_env])
+        model_name = target.model
+    else:
+        if args["gpu"] or args["config"]:
+            raise UsageError("--gpu and --config describe the local target; drop them with --url")
+        target = UrlTarget(args["url"])
+        if model_name is None and mix.endpoint != "generate":
+            found = list_models(args["url"], os.environ.get(key_env) if key_env else None)
+            if not found:
+                raise UsageError(f"cannot list models at {args['url']}/v1/models; pass --model")
+            model_name = found[0]
+    return RunSpec(
+        out_dir=out,
+        plan=plan,
+        plan_options=options,
+        workload=mix,
+        slo=objectives,
+        target=target,
+        model=model_name or "",
+        workers=args["workers"],
+        time_scale=scale,
+        api_key_env=key_env,
+        max_inflight=args["max_inflight"],
+        command=sys.argv[1:],
+    )
+
+
+def _print_result(run_dir: Path, summary: dict[str, Any]) -> None:
+    from loadtest.metric_text import headline, warnings  # noqa: PLC0415
+
+    typer.echo(headline(summary))
+    for warning in warnings(summary):
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW)
+    verdict = summary["verdict"]
+    failed = ", ".join(map(str, verdict["failed_steps"]))
+    typer.echo(
+        f"SLO verdict: {'pass' if verdict['pass'] else 'fail'} (rule: {verdict['rule']}"
+        + (f"; failed steps: {failed})" if failed else ")")
+    )
+    typer.echo(f"report: {run_dir / run_files.REPORT_HTML}")
+    typer.echo(f"        {run_dir / run_files.REPORT_MD}")
+
+
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `qwen-stress run`.")],
+) -> None:
+    """Rebuild summary.json, report.html and report.md from a run directory's files."""
+    from loadtest.summary import write  # noqa: PLC0415 - plotly loads only when reporting
+
+    try:
+        summary = write(run_dir)
+    except run_files.RunDirError as err:
+        raise _fail(str(err)) from None
+    _print_result(run_dir, summary)

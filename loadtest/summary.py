@@ -1,0 +1,92 @@
+"""Build ``summary.json`` (and the reports) from a run directory's files alone.
+
+``qwen-stress report RUN_DIR`` and the end of ``qwen-stress run`` both come here, so a report
+rebuilt later is the same report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from loadtest import analysis, cost, records, report_html, report_md, run_files
+from loadtest.slo import Slo
+
+
+def spans(events: list[dict[str, Any]], fallback_end_s: float) -> list[analysis.StepSpan]:
+    """Steps as they ran, from ``events.jsonl``; a step never closed ends at ``fallback_end_s``."""
+    starts = [e for e in events if e.get("kind") == "step_start"]
+    ends = {e["index"]: e["t"] for e in events if e.get("kind") == "step_end"}
+    out = []
+    for e in starts:
+        end = ends.get(e["index"], fallback_end_s)
+        out.append(
+            analysis.StepSpan(
+                index=e["index"],
+                phase=e["phase"],
+                start_s=e["t"],
+                end_s=max(end, e["t"]),
+                users=e.get("users"),
+                rate=e.get("rate"),
+            )
+        )
+    return out
+
+
+def build(run_dir: Path) -> dict[str, Any]:
+    """Read the run's files and compute the summary."""
+    config = run_files.read_json(run_dir / run_files.CONFIG)
+    t0 = float(config["started_at"])
+    events = list(run_files.read_jsonl(run_dir / run_files.EVENTS))
+    timeline = [s for s in run_files.read_jsonl(run_dir / run_files.TIMELINE) if "t" in s]
+    recs = list(records.read(run_dir / run_files.REQUESTS))
+    last_seen = max(
+        [e["t"] for e in events if "t" in e]
+        + [s["t"] for s in timeline]
+        + [r.start - t0 + (r.e2e_ms or 0.0) / 1000.0 for r in recs],
+        default=0.0,
+    )
+    steps = spans(events, last_seen)
+    slo = Slo.from_json(config["slo"])
+    plan = config["plan"]["name"]
+    result = analysis.analyze(recs, steps, t0, slo, plan, timeline)
+    run_s = sum(s.duration_s for s in steps)
+    window = (steps[0].start_s, steps[-1].end_s) if steps else (0.0, 0.0)
+    time_scale = float(config.get("time_scale", 1.0))
+    finished = next((e for e in events if e.get("kind") == "finished"), {})
+    return {
+        "run_id": config["run_id"],
+        "plan": plan,
+        "plan_summary": config["plan"].get("summary", ""),
+        "target": config["target"],
+        "slo": slo.to_json(),
+        **result,
+        "cost": cost.estimate(config["target"], timeline, window, time_scale),
+        "duration_s": round(run_s, 3),
+        "time_scale": time_scale,
+        "workers": config.get("workers"),
+        "interrupted": bool(finished.get("interrupted")) or not finished,
+        "stop_reason": finished.get("stop_reason", "the run did not finish (no 'finished' event)"),
+        "events": [
+            e for e in events if e.get("kind") not in ("step_start", "step_end", "finished")
+        ],
+        "open_loop": _open_loop(timeline),
+    }
+
+
+def _open_loop(timeline: list[dict[str, Any]]) -> dict[str, int] | None:
+    last = next((s for s in reversed(timeline) if "arrivals" in s), None)
+    if last is None:
+        return None
+    return {k: int(last.get(k) or 0) for k in ("arrivals", "late", "dropped")}
+
+
+def write(run_dir: Path) -> dict[str, Any]:
+    """Compute the summary and write ``summary.json``, ``report.html`` and ``report.md``."""
+    summary = build(run_dir)
+    run_files.write_json(run_dir / run_files.SUMMARY, summary)
+    (run_dir / run_files.REPORT_MD).write_text(report_md.render(summary), encoding="utf-8")
+    (run_dir / run_files.REPORT_HTML).write_text(
+        report_html.render(run_dir, summary), encoding="utf-8"
+    )
+    return summary

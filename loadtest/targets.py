@@ -1,0 +1,262 @@
+"""What a run loads: a target with a base URL, a start and a stop, and (maybe) its own metrics.
+
+The runner only talks to this small interface, so the same runner drives an endpoint you
+bring (``--url``), the emulator started on loopback, or an emulated autoscaling fleet. A target
+that can report replicas, queue depth or KV usage returns them from ``poll()`` and they land in
+the timeline next to the client's view.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO, Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+QUEUE = "vllm:num_requests_waiting"
+RUNNING = "vllm:num_requests_running"
+KV_USAGE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
+"""vLLM renamed the KV gauge in late 2025; older servers only export the second name."""
+
+
+class TargetError(RuntimeError):
+    """The target could not be started or reached; the message says why and what to do."""
+
+
+class Target:
+    """Base of every target: subclasses override what differs."""
+
+    base_url: str = ""
+    description: str = ""
+
+    def start(self) -> None:
+        """Make the target ready to serve (no-op for endpoints that already run)."""
+
+    def stop(self) -> None:
+        """Release what ``start`` made (no-op for endpoints that already run)."""
+
+    def info(self) -> dict[str, Any]:
+        """What ``config.json`` records about the target (never secrets)."""
+        return {"kind": "url", "url": self.base_url, "description": self.description}
+
+    def poll(self) -> dict[str, Any]:
+        """Target-side metrics for the timeline (replicas, queue, running, kv_usage, nodes)."""
+        return {}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def http_get(
+    url: str, timeout: float = 2.0, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """GET a URL; ``(status, body)``, or ``(0, b"")`` when nothing answered."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as err:
+        return int(err.code), err.read() or b""
+    except (OSError, ValueError):
+        return 0, b""
+
+
+class PrometheusPoller:
+    """Reads vLLM's gauges from a ``/metrics`` endpoint; gives up quietly if there is none."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._misses = 0
+
+    def poll(self) -> dict[str, Any]:
+        """Summed running and waiting requests and mean KV usage over every served model."""
+        if self._misses >= 3:
+            return {}
+        status, body = http_get(self.url, timeout=1.0)
+        if status != 200:
+            self._misses += 1
+            return {}
+        sums: dict[str, list[float]] = {}
+        try:
+            for family in text_string_to_metric_families(body.decode("utf-8", "replace")):
+                if family.name in (QUEUE, RUNNING, *KV_USAGE):
+                    sums.setdefault(family.name, []).extend(s.value for s in family.samples)
+        except ValueError:
+            self._misses += 1
+            return {}
+        out: dict[str, Any] = {}
+        if QUEUE in sums:
+            out["queue"] = sum(sums[QUEUE])
+        if RUNNING in sums:
+            out["running"] = sum(sums[RUNNING])
+        kv = next((sums[k] for k in KV_USAGE if sums.get(k)), None)
+        if kv:
+            out["kv_usage"] = round(sum(kv) / len(kv), 4)
+        return out
+
+
+class UrlTarget(Target):
+    """An OpenAI-compatible endpoint someone else runs (``--url``)."""
+
+    def __init__(self, url: str) -> None:
+        self.base_url = url.rstrip("/")
+        self.description = self.base_url
+        self._metrics = PrometheusPoller(self.base_url + "/metrics")
+
+    def poll(self) -> dict[str, Any]:
+        """Scrape ``/metrics`` on the API port (vLLM serves it there); others report nothing."""
+        return self._metrics.poll()
+
+
+def list_models(base_url: str, api_key: str | None) -> list[str]:
+    """Model ids from ``GET /v1/models`` (empty when the endpoint does not answer)."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    status, body = http_get(base_url.rstrip("/") + "/v1/models", timeout=5.0, headers=headers)
+    if status != 200:
+        return []
+    try:
+        return [str(m["id"]) for m in json.loads(body)["data"]]
+    except (ValueError, KeyError, TypeError):
+        return []
+
+
+class ProcessTarget(Target):
+    """A server this run starts as a child process on loopback and stops afterwards."""
+
+    ready_timeout_s = 60.0
+
+    def __init__(self, command: list[str], port: int, log_path: Path | None) -> None:
+        self.command = command
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the process and wait until ``/health`` answers 200."""
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            self.command,
+            stdout=self._log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + self.ready_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise TargetError(f"{self.description} exited at start: {self._log_tail()}")
+            if http_get(self.base_url + "/health", timeout=1.0)[0] == 200:
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise TargetError(
+            f"{self.description} did not answer /health within {self.ready_timeout_s:.0f} s"
+        )
+
+    def _log_tail(self) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return "(no log)"
+        if self._log is not None:
+            self._log.flush()
+        lines = self.log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        return " | ".join(lines[-5:]) or "(empty log)"
+
+    def stop(self) -> None:
+        """SIGINT (the server drains), then SIGKILL if it takes more than 10 s."""
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class EmulatorTarget(ProcessTarget):
+    """The vLLM emulator (``qwen-stress emulate``) serving one model on one emulated GPU."""
+
+    def __init__(
+        self,
+        model: str,
+        gpu: str,
+        log_path: Path | None,
+        extra_args: list[str] | None = None,
+        *,
+        instance_type: str | None = None,
+        gpus_per_replica: int = 1,
+    ) -> None:
+        port = free_port()
+        command = [
+            sys.executable, "-m", "loadtest.cli", "emulate",
+            "--model", model, "--gpu", gpu, "--host", "127.0.0.1", "--port", str(port),
+            *(extra_args or []),
+        ]  # fmt: skip
+        super().__init__(command, port, log_path)
+        self.model = model
+        self.gpu = gpu
+        self.instance_type = instance_type
+        self.gpus_per_replica = gpus_per_replica
+        self.description = f"the vLLM emulator ({model} on {gpu}) at {self.base_url}"
+        self._metrics = PrometheusPoller(self.base_url + "/metrics")
+
+    def info(self) -> dict[str, Any]:
+        """Emulated model and GPU, so the report can price the run."""
+        return {
+            "kind": "emulator",
+            "url": self.base_url,
+            "description": self.description,
+            "model": self.model,
+            "gpu": self.gpu,
+            "instance_type": self.instance_type,
+            "replicas": 1,
+            "gpus_per_replica": self.gpus_per_replica,
+        }
+
+    def poll(self) -> dict[str, Any]:
+        """The emulator exports vLLM's gauges; one emulator is one replica."""
+        return {"replicas": 1, **self._metrics.poll()}
+
+
+class FixedLatencyTarget(ProcessTarget):
+    """The fixed-latency server (tests and benchmarks): known TTFT and ITL, no model."""
+
+    def __init__(self, ttft_ms: float, itl_ms: float, log_path: Path | None = None) -> None:
+        port = free_port()
+        command = [
+            sys.executable, "-m", "loadtest.fixed_latency_server",
+            "--port", str(port), "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms),
+        ]  # fmt: skip
+        super().__init__(command, port, log_path)
+        self.description = f"the fixed-latency server (TTFT {ttft_ms:g} ms, ITL {itl_ms:g} ms)"
+
+    def stats(self) -> dict[str, Any]:
+        """The server's own lateness figures (``GET /stats``)."""
+        status, body = http_get(self.base_url + "/stats")
+        result: dict[str, Any] = json.loads(body) if status == 200 else {}
+        return result
+
+
+def environ_key(name: str | None) -> str | None:
+    """The API key from the named environment variable (``None`` when no name is given)."""
+    return os.environ.get(name) if name else None

@@ -1,0 +1,129 @@
+"""summary.json, report.html and report.md built from a run directory's files alone."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from loadtest import run_files, summary
+from loadtest.cli import app
+from loadtest.records import RequestRecord
+
+T0 = 1_700_000_000.0
+STATS_KEYS = {"requests", "failures", "success_rate", "rps", "output_tokens_per_s", "goodput_rps"}
+
+
+def rec(at: float, ttft: float, e2e: float, ok: bool = True) -> RequestRecord:
+    return RequestRecord(
+        T0 + at,
+        ok,
+        "t",
+        "chat",
+        reason=None if ok else "http_503",
+        ttft_ms=ttft,
+        e2e_ms=e2e,
+        itl_ms=[50.0] * 9,
+        output_tokens=10,
+        usage=True,
+    )
+
+
+def make_run(tmp_path: Path, interrupted: bool = False) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    config = {
+        "run_id": "run",
+        "started_at": T0,
+        "plan": {"name": "capacity", "summary": "baseline -> ramp"},
+        "time_scale": 0.1,
+        "target": {"kind": "emulator", "url": "http://127.0.0.1:1", "gpu": "A10G", "replicas": 1},
+        "slo": {"success_rate": 0.99, "ttft_mean_ms": 1000.0, "ttft_p99_ms": 2000.0},
+        "workers": 2,
+    }
+    run_files.write_json(run / run_files.CONFIG, config)
+    events = [
+        {"t": 1.0, "kind": "step_start", "index": 0, "phase": "baseline", "users": 50},
+        {"t": 11.0, "kind": "step_end", "index": 0},
+        {"t": 11.0, "kind": "step_start", "index": 1, "phase": "ramp", "users": 100},
+        {"t": 15.0, "kind": "worker_lost", "worker": 1, "detail": "process killed by signal 9"},
+    ]
+    if not interrupted:
+        events += [
+            {"t": 21.0, "kind": "step_end", "index": 1},
+            {
+                "t": 22.0,
+                "kind": "finished",
+                "interrupted": False,
+                "stop_reason": "the plan finished",
+            },
+        ]
+    with (run / run_files.EVENTS).open("w") as f:
+        f.writelines(json.dumps(e) + "\n" for e in events)
+    records = [rec(1 + i * 0.2, 200.0, 900.0) for i in range(50)]
+    records += [rec(11 + i * 0.2, 2500.0, 4000.0, ok=i % 10 != 0) for i in range(50)]
+    with (run / run_files.REQUESTS).open("w") as f:
+        f.writelines(json.dumps(r.to_json()) + "\n" for r in records)
+        f.write('{"start": 17000')  # a torn last line, as a killed runner leaves it
+    with (run / run_files.TIMELINE).open("w") as f:
+        for t in range(2, 22, 2):
+            sample = {"t": float(t), "users": 50, "rps": 5.0, "replicas": 1}
+            f.write(json.dumps({**sample, "worker_cpu": {"0": 30.0}}) + "\n")
+    return run
+
+
+def test_summary_shape_and_numbers(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    s = summary.write(run)
+    assert json.loads((run / run_files.SUMMARY).read_text()) == s
+    assert {"run_id", "plan", "target", "slo", "overall", "steps", "capacity", "cost"} <= set(s)
+    assert set(s["overall"]) >= STATS_KEYS
+    for step in s["steps"]:
+        assert STATS_KEYS | {"index", "users", "start_s", "end_s", "slo_pass"} <= set(step)
+        assert set(step["ttft_ms"]) == {"avg", "p50", "p90", "p95", "p99"}
+    assert [st["requests"] for st in s["steps"]] == [50, 50]
+    assert s["overall"]["requests"] == 100
+    assert [st["slo_pass"] for st in s["steps"]] == [True, False]
+    assert s["steps"][1]["failures_by_reason"] == {"http_503": 5}
+    assert s["capacity"] == {"max_users_within_slo": 50, "max_rps_within_slo": 5.0, "step": 0}
+    assert s["interrupted"] is False
+    assert s["events"][0]["kind"] == "worker_lost"
+    # 20 s of one A10G at time scale 0.1 is 200 s of the real plan, priced per GPU-hour
+    assert s["cost"]["gpu_hours"] == round(200 / 3600, 4)
+    assert s["cost"]["usd"] > 0
+
+
+def test_reports_are_self_contained_and_say_what_happened(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    summary.write(run)
+    page = (run / run_files.REPORT_HTML).read_text()
+    assert not re.search(r"<script[^>]+src=", page), "report.html must not load scripts"
+    assert "Plotly.newPlot" in page
+    assert "Capacity: 50 concurrent users" in page
+    assert "Worker 1 was lost" in page
+    assert "Estimated GPU cost" in page
+    assert "time to first token" in page
+    md = (run / run_files.REPORT_MD).read_text()
+    assert "| 1 | ramp | 100 users | 50 | 90.00% |" in md
+    assert "**fail**" in md and "Failures: http_503 5" in md
+
+
+def test_interrupted_run_still_reports(tmp_path: Path) -> None:
+    run = make_run(tmp_path, interrupted=True)
+    s = summary.write(run)
+    assert s["interrupted"] is True
+    assert s["steps"][1]["end_s"] >= 20.0
+    assert "cut short" in (run / run_files.REPORT_MD).read_text()
+
+
+def test_report_command(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    result = CliRunner().invoke(app, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "Capacity: 50 concurrent users" in result.output
+    assert (run / run_files.REPORT_HTML).exists()
+    missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
+    assert missing.exit_code == 2
+    assert "config.json is missing" in missing.output

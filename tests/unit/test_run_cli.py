@@ -1,0 +1,103 @@
+"""``qwen-stress run`` refuses bad input before any process starts, naming the flag or key."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from loadtest import run_cli
+from loadtest.cli import app
+from loadtest.run_cli import seconds
+
+URL = ["--url", "http://127.0.0.1:9", "--model", "m"]
+
+
+@pytest.fixture(autouse=True)
+def no_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(spec: object) -> None:
+        raise AssertionError("validation passed: a load test would have started")
+
+    monkeypatch.setattr(run_cli, "_execute", refuse)
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["run", *args])
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--plan", "poisson"], "the poisson plan needs --rate"),
+        (["--plan", "warp"], "unknown plan 'warp'"),
+        (["--users", "5"], "fixed load needs --users N and --duration"),
+        (["--slo", "ttft_p98_ms=1"], "--slo ttft_p98_ms: unknown objective"),
+        (["--step-duration", "soon"], "--step-duration 'soon': write a duration like 30s"),
+        (
+            ["--api-key-env", "QWEN_STRESS_TEST_SURELY_UNSET"],
+            "QWEN_STRESS_TEST_SURELY_UNSET: that environment variable is not set",
+        ),
+        (
+            ["--endpoint", "embeddings"],
+            "--endpoint 'embeddings': use chat, completions or generate",
+        ),
+        (["--gpu", "A10G"], "--gpu and --config describe the local target"),
+        (["--max-users", "10"], "below the baseline of 50 users"),
+    ],
+)
+def test_bad_flags_are_refused(args: list[str], expected: str) -> None:
+    code, output = run(*URL, *args)
+    assert code == 2
+    assert expected in " ".join(output.split())
+
+
+def test_a_local_target_that_cannot_fit_is_refused() -> None:
+    code, output = run("--gpu", "T4", "--users", "1", "--duration", "1s")
+    assert code == 2
+    assert "--model Qwen/Qwen2.5-7B-Instruct --gpu T4: Qwen/Qwen2.5-7B-Instruct needs" in output
+    code, output = run("--gpu", "Z80", "--users", "1", "--duration", "1s")
+    assert code == 2 and "unknown GPU 'Z80'" in output
+
+
+def test_workload_file_errors_are_named(tmp_path: Path) -> None:
+    bad = tmp_path / "mix.yaml"
+    bad.write_text("tasks:\n  - name: a\n    prompts: zh-poem\n", encoding="utf-8")
+    code, output = run(*URL, "--workload", str(bad))
+    assert code == 2
+    assert f"invalid workload {bad}" in output
+    assert "tasks.0.prompts: unknown built-in prompt set 'zh-poem'" in output
+
+
+def test_an_existing_run_directory_is_not_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    code, output = run(*URL, "--users", "1", "--duration", "1s", "--out", str(tmp_path))
+    assert code == 2
+    assert "already holds files" in output
+
+
+def test_validation_does_not_import_locust() -> None:
+    # Locust monkey-patches the standard library for gevent; only a run that starts may load it.
+    run(*URL, "--plan", "warp")
+    assert "locust" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("90", 90.0), ("90s", 90.0), ("2m", 120.0), ("1h30m", 5400.0), ("0.5s", 0.5)],
+)
+def test_durations(text: str, value: float) -> None:
+    assert seconds("--duration", text) == value
+
+
+def test_readme_lists_every_run_flag() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Flags", 1)[1].split("###", 1)[0]
+    documented = set(re.findall(r"^\| `(--[a-z-]+)", section, flags=re.MULTILINE))
+    command = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
+    flags = {opt for p in command.params for opt in p.opts if opt.startswith("--")}
+    assert documented == flags
