@@ -32,15 +32,16 @@ def fleet_spec(
     tensor_parallel: int = 1,
 ) -> FleetSpec:
     """The fleet the flags describe: a stack file, or a model and a GPU type."""
-    try:
-        if config is not None:
-            if model or gpu:
-                raise FleetUsageError(
-                    "--config sets the model and GPU; drop --model/--gpu or drop --config"
-                )
+    if config is not None:
+        if model or gpu:
+            raise FleetUsageError("--config sets the model and GPU; drop --model/--gpu or --config")
+        try:
             return FleetSpec.from_stack(load_stack_file(config))
-        if not model or not gpu:
-            raise FleetUsageError("pass --model and --gpu, or --config Pulumi.<stack>.yaml")
+        except ConfigError as err:
+            raise FleetUsageError(str(err)) from None
+    if not model or not gpu:
+        raise FleetUsageError("pass --model and --gpu, or --config Pulumi.<stack>.yaml")
+    try:
         return FleetSpec.for_model(
             model,
             gpu,
@@ -48,8 +49,8 @@ def fleet_spec(
             gpu_memory_utilization=gpu_memory_utilization,
             tensor_parallel=tensor_parallel,
         )
-    except (ConfigError, CatalogError, FitError) as err:
-        raise FleetUsageError(str(err)) from None
+    except (CatalogError, FitError) as err:
+        raise FleetUsageError(f"--model {model} --gpu {gpu}: {err}") from None
 
 
 def describe(spec: FleetSpec, time_scale: float) -> str:
