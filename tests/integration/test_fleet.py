@@ -147,7 +147,12 @@ async def _scenario() -> None:
 
 
 def test_fleet_scales_out_under_load_and_in_without_losing_a_request() -> None:
-    asyncio.run(_scenario())
+    # A private loop: asyncio.run would unset the thread's current loop for later tests.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(_scenario())
+    finally:
+        loop.close()
 
 
 def test_fleet_command_serves_its_status_and_stops_on_sigterm() -> None:
