@@ -227,7 +227,7 @@ def run(model: str, gpu: str, streams: int, seconds: float) -> None:
 
 def main() -> int:
     """Run every scenario; the numbers are for reading (timing depends on the machine's load)."""
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 8.0
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 6.0
     for model, gpu, streams in SCENARIOS:
         run(model, gpu, streams, seconds)
     return 0
