@@ -37,9 +37,12 @@ fmt: $(BIN)/.installed ## format and fix what ruff can
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The capacity plan against the local emulator (Qwen2.5-7B on an L40S), time-scaled so the whole
-# search, settle, soak and cool-down take about two minutes; `qwen-stress run` prints the report.
-DEMO_ARGS ?= --plan capacity --gpu L40S --time-scale 0.07 --soak 5m --max-users 400
+# The capacity plan against the autoscaling twin of the dev stack (Qwen2.5-7B-AWQ on T4 nodes,
+# 1-5 replicas): 20-minute steps of 10 to 90 users, so replicas grow during the ramp (a new node
+# and replica take about ten minutes) and shrink in the cool-down (after the 600 s scale-down
+# window). Time scale 0.02 runs those two and a half hours of cluster time in three minutes.
+DEMO_ARGS ?= --config Pulumi.dev.yaml --plan capacity --time-scale 0.02 --step-duration 20m \
+	--baseline-users 10 --step-users 20 --max-users 90 --soak 10m
 # The demo needs only the package, not the dev tools: a fresh machine is serving sooner.
 $(BIN)/.base-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +50,7 @@ $(BIN)/.base-installed: pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-demo: $(BIN)/.base-installed ## the local load test end to end (about 2 minutes once .venv exists)
+demo: $(BIN)/.base-installed ## the local load test end to end (about 3.5 minutes once .venv exists)
 	$(BIN)/qwen-stress run $(DEMO_ARGS) --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 bench: $(BIN)/.installed ## run the benchmarks and print their numbers

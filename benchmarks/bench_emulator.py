@@ -43,7 +43,8 @@ GOAL_TOKENS_PER_S = 20_000
 GOAL_LAG_P99_S = 0.002
 
 
-def _pin(cpu: int) -> None:
+def pin(cpu: int) -> None:
+    """Run this process on one core only (where the OS allows it)."""
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > cpu:
         os.sched_setaffinity(0, {cpu})
 
@@ -57,7 +58,7 @@ def _run_loop(main: Any) -> Any:
 
 def emulator_process(conn: Connection, model: str, gpu: str) -> None:
     """Serve one replica; on "mark" reset lag and CPU counters, on "stop" report them."""
-    _pin(0)
+    pin(0)
 
     async def main() -> None:
         server = ReplicaServer(model, gpu, max_model_len=4096)
@@ -120,24 +121,29 @@ class _Stream(asyncio.Protocol):
             self.transport.write(self.request)
 
 
+def stream_request(model: str, prompt: str, max_tokens: int) -> bytes:
+    """A raw HTTP/1.1 streaming chat request of exactly ``max_tokens`` tokens."""
+    body = json.dumps(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": max_tokens,
+            "ignore_eos": True,
+            "stream": True,
+        }
+    ).encode()
+    return (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
+    )
+
+
 def load_process(port: int, model: str, concurrency: int, seconds: float, conn: Connection) -> None:
     """Keep ``concurrency`` streams busy; report tokens received in the window and own CPU."""
-    _pin(1)
+    pin(1)
 
     async def main() -> dict[str, float]:
-        body = json.dumps(
-            {
-                "model": model,
-                "messages": [{"role": "user", "content": "Benchmark the emulator, please."}],
-                "max_tokens": MAX_TOKENS,
-                "ignore_eos": True,
-                "stream": True,
-            }
-        ).encode()
-        request = (
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\n"
-            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
-        )
+        request = stream_request(model, "Benchmark the emulator, please.", MAX_TOKENS)
         loop = asyncio.get_running_loop()
         counter = [0]
         for _ in range(concurrency):

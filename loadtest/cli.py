@@ -10,6 +10,7 @@ import typer
 
 from loadtest import run_cli
 from workloads.emulator.cli import emulate
+from workloads.fleet.cli import fleet
 
 app = typer.Typer(
     name="qwen-stress",
@@ -26,6 +27,7 @@ def _root() -> None:
 
 
 app.command()(emulate)
+app.command()(fleet)
 app.command("run")(run_cli.run)
 app.command("report")(run_cli.report)
 

@@ -1,9 +1,9 @@
 """What a run costs in GPU time, priced from the catalog.
 
-GPU-hours come from the replicas the target reported over time (the timeline's ``replicas``
-field, filled by fleets that scale) or, failing that, from the fixed replica count in
-``config.json``. For local rehearsals with a time scale the cost is that of the unscaled plan:
-what the same run would cost in the cloud.
+GPU-hours come from the GPU nodes a fleet that models them kept (the autoscaling twin),
+else from the replicas the target reported over time (the timeline's ``replicas`` field) or,
+failing that, from the fixed replica count in ``config.json``. For local rehearsals with a
+time scale the cost is that of the unscaled plan: what the same run would cost in the cloud.
 """
 
 from __future__ import annotations
@@ -56,8 +56,13 @@ def estimate(
     timeline: list[dict[str, Any]],
     window: tuple[float, float],
     time_scale: float,
+    node_gpu_hours: float | None = None,
 ) -> dict[str, Any] | None:
-    """The cost object of ``summary.json``, or None when the target's GPU is unknown."""
+    """The cost object of ``summary.json``, or None when the target's GPU is unknown.
+
+    ``node_gpu_hours`` (a fleet that models its nodes) replaces the replica-based figure: nodes
+    are billed from launch to removal, booting and idle ones included.
+    """
     gpu = target.get("gpu")
     if not gpu:
         return None
@@ -68,6 +73,13 @@ def estimate(
     gpus = int(target.get("gpus_per_replica") or 1)
     replicas = int(target.get("replicas") or 1)
     hours = gpu_seconds(timeline, replicas, gpus, *window) / 3600.0 / time_scale
+    basis = "on-demand price; GPU time only (control plane, NAT and system nodes excluded)"
+    if node_gpu_hours is not None:
+        hours = node_gpu_hours
+        basis = (
+            "on-demand price; GPU nodes from launch to removal, booting and idle included "
+            "(control plane, NAT and system nodes excluded)"
+        )
     return {
         "gpu": gpu,
         "instance_type": instance_type,
@@ -75,5 +87,5 @@ def estimate(
         "gpu_hours": round(hours, 4),
         "usd": round(hours * usd, 4),
         "time_scale": time_scale,
-        "basis": "on-demand price; GPU time only (control plane, NAT and system nodes excluded)",
+        "basis": basis,
     }

@@ -45,7 +45,10 @@ def _ms(value: float | None) -> str:
 
 
 def render(elapsed_s: float, sample: dict[str, Any]) -> Text:
-    """The live line: elapsed, step, users, RPS, TTFT p50/p99, errors, replicas when known."""
+    """The live line: elapsed, step, users, RPS, TTFT p50/p99, errors, replicas when known.
+
+    A fleet that scales shows ready/desired replicas and its GPU nodes.
+    """
     parts = [
         f"{_clock(elapsed_s)}",
         f"step {sample.get('step', '-')} {sample.get('phase') or ''}".strip(),
@@ -55,7 +58,12 @@ def render(elapsed_s: float, sample: dict[str, Any]) -> Text:
         f"errors {sample.get('error_rate', 0.0) * 100:.1f}%",
         f"requests {sample.get('requests_total', 0)}",
     ]
-    if sample.get("replicas") is not None:
+    if sample.get("desired_replicas") is not None:
+        parts.append(
+            f"replicas {sample['ready_replicas']}/{sample['desired_replicas']} "
+            f"nodes {sample['nodes']}"
+        )
+    elif sample.get("replicas") is not None:
         parts.append(f"replicas {sample['replicas']}")
     cpu = sample.get("worker_cpu") or {}
     if cpu:

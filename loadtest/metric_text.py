@@ -29,6 +29,10 @@ DEFINITIONS: list[tuple[str, str]] = [
 ]
 
 
+TARGET_CPU_FLAG = 0.85
+"""A local target (one process, one core) busier than this may emit tokens late."""
+
+
 def ms(value: float | None) -> str:
     """A latency for a table: ``123 ms`` or ``1.23 s``; a dash when unknown."""
     if value is None:
@@ -87,6 +91,37 @@ def cost_line(summary: dict[str, Any]) -> str | None:
     )
 
 
+def _cluster_s(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def autoscaling_lines(summary: dict[str, Any]) -> list[str]:
+    """How the fleet scaled, in cluster time; nothing for a target that does not scale."""
+    a = summary.get("autoscaling")
+    if not a:
+        return []
+    scale = "" if a["time_scale"] == 1 else f" (cluster time: this run ran at {a['time_scale']:g})"
+    lag = a["scale_up_lag_s"]
+    outs = a["scale_outs"]
+    served = f"{lag['count']} of {len(outs)} scale-outs reached a new serving replica"
+    timing = (
+        f", scale-up lag median {_cluster_s(lag['median'])}, max {_cluster_s(lag['max'])} "
+        "(metric above its target to a new replica serving)"
+        if lag["count"]
+        else ""
+    )
+    return [
+        f"Autoscaling{scale}: replicas {a['replicas']['min']}-{a['replicas']['max']} "
+        f"(desired up to {a['replicas']['max_desired']}), GPU nodes "
+        f"{a['nodes']['min']}-{a['nodes']['max']}; {served}{timing}.",
+        f"SLOs were violated {_cluster_s(a['slo_violation_during_scale_out_s'])} of the "
+        f"{_cluster_s(a['scale_out_s'])} spent scaling out; {a['replica_hours']:.2f} "
+        f"replica-hours served, {a['gpu_hours']:.2f} GPU-hours billed.",
+    ]
+
+
 def warnings(summary: dict[str, Any]) -> list[str]:
     """What may make the numbers wrong: busy workers, lost workers, interruptions, drops."""
     out = []
@@ -96,6 +131,12 @@ def warnings(summary: dict[str, Any]) -> list[str]:
             f"Load-generator CPU above {cpu['threshold_pct']:.0f}% in steps "
             f"{', '.join(map(str, cpu['flagged_steps']))} (max {cpu['max_worker_pct']:.0f}%): "
             "TTFT there may be inflated by the client; add workers."
+        )
+    busy = summary.get("target_cpu_max")
+    if busy is not None and busy > TARGET_CPU_FLAG:
+        out.append(
+            f"The local target used up to {busy:.0%} of a core: its token timing (and so TTFT "
+            "and ITL) may be late; lower the load or use a slower model or GPU."
         )
     for e in summary["events"]:
         if e.get("kind") == "worker_lost":

@@ -19,6 +19,7 @@ from plotly.subplots import make_subplots
 from loadtest import records, run_files
 from loadtest.metric_text import (
     DEFINITIONS,
+    autoscaling_lines,
     cost_line,
     headline,
     load_label,
@@ -142,31 +143,77 @@ def _figures(run_dir: Path, summary: dict[str, Any], t0: float) -> list[go.Figur
     _shade_steps(errors, steps)
     figures.append(_layout(errors, "Failed requests per second (by send time)", "failures/s"))
 
-    fleet_keys = [
-        k
-        for k in ("replicas", "ready_replicas", "nodes", "queue", "running")
-        if any(s.get(k) is not None for s in timeline)
-    ]
+    scaled = any(s.get("desired_replicas") is not None for s in timeline)
+    if scaled:
+        figures.append(_autoscaling(t, timeline, steps, summary.get("autoscaling")))
+    # With the autoscaling chart drawn, the replica counts are there already.
+    shown = ["replicas", "ready_replicas", "nodes"] * (not scaled) + ["queue", "running"]
+    fleet_keys = [k for k in shown if any(s.get(k) is not None for s in timeline)]
     if fleet_keys:
         fleet = make_subplots(specs=[[{"secondary_y": True}]])
         for key in fleet_keys:
             fleet.add_trace(
                 go.Scatter(x=t, y=[s.get(key) for s in timeline], name=key), secondary_y=False
             )
-        if any(s.get("kv_usage") is not None for s in timeline):
-            fleet.add_trace(
-                go.Scatter(
-                    x=t,
-                    y=[s.get("kv_usage") for s in timeline],
-                    name="KV cache usage",
-                    line={"dash": "dot"},
-                ),
-                secondary_y=True,
-            )
+        by_replica = sorted({n for s in timeline for n in s.get("kv_usage_by_replica") or {}})
+        kv_lines = [
+            (f"KV {name}", [(s.get("kv_usage_by_replica") or {}).get(name) for s in timeline])
+            for name in by_replica
+        ] or [("KV cache usage", [s.get("kv_usage") for s in timeline])]
+        if any(v is not None for _, values in kv_lines for v in values):
+            for name, values in kv_lines:
+                fleet.add_trace(
+                    go.Scatter(x=t, y=values, name=name, line={"dash": "dot"}), secondary_y=True
+                )
             fleet.update_yaxes(title_text="KV usage (0-1)", secondary_y=True, range=[0, 1])
         _shade_steps(fleet, steps)
-        figures.append(_layout(fleet, "Target: replicas, queue and KV cache", "count"))
+        figures.append(_layout(fleet, "Target: queue, running requests and KV cache", "count"))
     return figures
+
+
+def _autoscaling(
+    t: list[float],
+    timeline: list[dict[str, Any]],
+    steps: list[dict[str, Any]],
+    figures: dict[str, Any] | None,
+) -> go.Figure:
+    """Desired, ready and pending replicas and nodes as steps, users behind, scale-outs shaded."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    for key, name, dash in (
+        ("desired_replicas", "desired replicas", "dash"),
+        ("ready_replicas", "ready replicas", None),
+        ("pending_replicas", "pending replicas", "dot"),
+        ("nodes", "GPU nodes", "dashdot"),
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=t,
+                y=[s.get(key) for s in timeline],
+                name=name,
+                line={"shape": "hv", "dash": dash},
+            ),
+            secondary_y=False,
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=t,
+            y=[s.get("users") for s in timeline],
+            name="users",
+            line={"color": "rgba(120,120,120,0.5)"},
+        ),
+        secondary_y=True,
+    )
+    _shade_steps(fig, steps)
+    for episode in (figures or {}).get("scale_outs", []):
+        fig.add_vrect(
+            x0=episode["start_s"],
+            x1=episode["end_s"],
+            line={"color": "#8250df", "width": 1, "dash": "dot"},
+            layer="below",
+        )
+    _layout(fig, "Autoscaling: replicas and nodes (scale-outs outlined)", "count")
+    fig.update_yaxes(title_text="users", secondary_y=True)
+    return fig
 
 
 def _table(steps: list[dict[str, Any]]) -> str:
@@ -254,6 +301,7 @@ def render(run_dir: Path, summary: dict[str, Any]) -> str:
     ]
     if cost:
         parts.append(f"<p>{esc(cost)}</p>")
+    parts += [f"<p>{esc(line)}</p>" for line in autoscaling_lines(summary)]
     parts += [f"<div class='warn'>{esc(w)}</div>" for w in warnings(summary)]
     parts += ["<h2>Load steps</h2>", _table(summary["steps"]), "<h2>Over time</h2>", *charts]
     parts.append("<h2>Metric definitions</h2><dl>")

@@ -6,6 +6,7 @@ from typing import Any
 
 from loadtest.metric_text import (
     DEFINITIONS,
+    autoscaling_lines,
     cost_line,
     headline,
     load_label,
@@ -56,6 +57,8 @@ def render(summary: dict[str, Any]) -> str:
     cost = cost_line(summary)
     if cost:
         lines += [cost, ""]
+    for line in autoscaling_lines(summary):
+        lines += [line, ""]
     lines += [f"> {w}" for w in warnings(summary)]
     lines += ["", "<details><summary>Metric definitions</summary>", ""]
     lines += [f"- **{name}**: {text}" for name, text in DEFINITIONS]

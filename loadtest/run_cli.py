@@ -6,7 +6,6 @@ that already holds a run) is reported before a process starts or a request is se
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import secrets
@@ -17,13 +16,10 @@ from typing import Annotated, Any
 
 import typer
 
-from infra.config import ConfigError, load_stack_file
 from loadtest import plans, run_files, slo, workload
 from loadtest.run_spec import RunSpec
-from loadtest.targets import EmulatorTarget, Target, TargetError, UrlTarget, list_models
-from workloads.catalog import CatalogError
-from workloads.emulator.replica_spec import replica_spec
-from workloads.fit import FitError
+from loadtest.targets import FleetTarget, Target, TargetError, UrlTarget, list_models
+from workloads.fleet.cli import FleetUsageError, fleet_spec
 
 EXIT_SLO_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -74,40 +70,23 @@ def _out_dir(out: Path | None, plan: str) -> Path:
 
 
 def _local_target(
-    model: str | None, gpu: str | None, config: Path | None, out: Path, api_key: str
-) -> EmulatorTarget:
-    if importlib.util.find_spec("workloads.emulator") is None:
-        raise UsageError("the local target (the vLLM emulator) is not installed here; pass --url")
-    log = out / "logs" / "target.log"
-    if config is not None:
-        if model or gpu:
-            raise UsageError("--config sets the model and GPU; drop --model/--gpu or --config")
-        try:
-            stack = load_stack_file(config)
-        except ConfigError as err:
-            raise UsageError(str(err)) from None
-        gpu_spec = stack.gpu.instance.gpu
-        assert gpu_spec is not None
-        extra = [
-            "--api-key", api_key,
-            "--max-model-len", str(stack.model.max_model_len),
-            "--gpu-memory-utilization", str(stack.model.gpu_memory_utilization),
-            "--tensor-parallel", str(stack.model.tensor_parallel),
-        ]  # fmt: skip
-        return EmulatorTarget(
-            stack.model.name,
-            gpu_spec.name,
-            log,
-            extra,
-            instance_type=stack.gpu.instance_type,
-            gpus_per_replica=stack.model.tensor_parallel,
-        )
-    model, gpu = model or DEFAULT_MODEL, gpu or DEFAULT_GPU
+    model: str | None,
+    gpu: str | None,
+    config: Path | None,
+    out: Path,
+    *,
+    api_key: str,
+    time_scale: float,
+) -> FleetTarget:
+    """The autoscaling twin of a stack file, or of a model on a GPU type, checked before start."""
+    if config is None:
+        model, gpu = model or DEFAULT_MODEL, gpu or DEFAULT_GPU
     try:
-        replica_spec(model, gpu)
-    except (CatalogError, FitError) as err:
-        raise UsageError(f"--model {model} --gpu {gpu}: {err}") from None
-    return EmulatorTarget(model, gpu, log, ["--api-key", api_key])
+        spec = fleet_spec(model, gpu, config)
+    except FleetUsageError as err:
+        raise UsageError(str(err)) from None
+    source = ["--config", str(config)] if config else ["--model", spec.model, "--gpu", spec.gpu]
+    return FleetTarget(spec.describe(), source, time_scale, out / "logs" / "target.log", api_key)
 
 
 def run(  # noqa: PLR0917 - typer maps each parameter to a flag
@@ -115,7 +94,7 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
         str | None,
         typer.Option(
             help="OpenAI-compatible endpoint to load; without it, the local "
-            "emulator is started on 127.0.0.1."
+            "autoscaling twin (an emulated vLLM fleet) is started on 127.0.0.1."
         ),
     ] = None,
     api_key_env: Annotated[
@@ -137,7 +116,9 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option(help="Pulumi.<stack>.yaml whose model and GPU the local target emulates."),
+        typer.Option(
+            help="Pulumi.<stack>.yaml to rehearse locally: model, GPU, node group, autoscaling."
+        ),
     ] = None,
     plan: Annotated[
         str | None,
@@ -274,12 +255,19 @@ def _spec(args: dict[str, Any]) -> RunSpec:
     target: Target
     model_name = args["model"]
     if local:
-        # The emulator checks a key like vLLM's --api-key does, so the run exercises auth: the
-        # caller's key if one was named, else a fresh one the workers inherit by name.
+        # The twin's replicas check a key like vLLM's --api-key does, so the run exercises auth:
+        # the caller's key if one was named, else a fresh one the workers inherit by name.
         if key_env is None:
             key_env = LOCAL_KEY_ENV
             os.environ[key_env] = secrets.token_hex(16)
-        target = _local_target(args["model"], args["gpu"], args["config"], out, os.environ[key_env])
+        target = _local_target(
+            args["model"],
+            args["gpu"],
+            args["config"],
+            out,
+            api_key=os.environ[key_env],
+            time_scale=scale,
+        )
         model_name = target.model
     else:
         if args["gpu"] or args["config"]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loadtest import analysis, cost, records, report_html, report_md, run_files
+from loadtest import analysis, cost, records, report_html, report_md, run_files, scaling
 from loadtest.slo import Slo
 
 
@@ -53,6 +53,16 @@ def build(run_dir: Path) -> dict[str, Any]:
     run_s = sum(s.duration_s for s in steps)
     window = (steps[0].start_s, steps[-1].end_s) if steps else (0.0, 0.0)
     time_scale = float(config.get("time_scale", 1.0))
+    autoscaling = scaling.figures(
+        timeline,
+        recs,
+        t0=t0,
+        slo=slo,
+        target=config["target"],
+        window=window,
+        time_scale=time_scale,
+    )
+    node_gpu_hours = autoscaling["gpu_hours"] if autoscaling else None
     finished = next((e for e in events if e.get("kind") == "finished"), {})
     return {
         "run_id": config["run_id"],
@@ -61,7 +71,12 @@ def build(run_dir: Path) -> dict[str, Any]:
         "target": config["target"],
         "slo": slo.to_json(),
         **result,
-        "cost": cost.estimate(config["target"], timeline, window, time_scale),
+        "cost": cost.estimate(config["target"], timeline, window, time_scale, node_gpu_hours),
+        "autoscaling": autoscaling,
+        "target_cpu_max": max(
+            (float(s["target_cpu"]) for s in timeline if s.get("target_cpu") is not None),
+            default=None,
+        ),
         "duration_s": round(run_s, 3),
         "time_scale": time_scale,
         "workers": config.get("workers"),

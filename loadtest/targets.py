@@ -1,7 +1,7 @@
 """What a run loads: a target with a base URL, a start and a stop, and (maybe) its own metrics.
 
 The runner only talks to this small interface, so the same runner drives an endpoint you
-bring (``--url``), the emulator started on loopback, or an emulated autoscaling fleet. A target
+bring (``--url``), the autoscaling twin started on loopback, or a test server. A target
 that can report replicas, queue depth or KV usage returns them from ``poll()`` and they land in
 the timeline next to the client's view.
 """
@@ -22,6 +22,13 @@ from typing import IO, Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from workloads.fleet.fleet import STATUS_PATH
+
+FLEET_FIELDS = (
+    "desired_replicas", "ready_replicas", "pending_replicas", "terminating_replicas", "nodes",
+    "ready_nodes", "gpus", "queue", "running", "gpu_hours", "replica_hours",
+)  # fmt: skip
+"""What the twin's status gives the timeline; a cloud runner reading Prometheus fills the same."""
 QUEUE = "vllm:num_requests_waiting"
 RUNNING = "vllm:num_requests_running"
 KV_USAGE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
@@ -193,49 +200,64 @@ class ProcessTarget(Target):
             self._log = None
 
 
-class EmulatorTarget(ProcessTarget):
-    """The vLLM emulator (``qwen-stress emulate``) serving one model on one emulated GPU."""
+class FleetTarget(ProcessTarget):
+    """The autoscaling twin (``qwen-stress fleet``): emulated vLLM replicas behind one port.
+
+    They scale as KEDA, the HPA and the Cluster Autoscaler would scale them in the stack.
+    """
 
     def __init__(
         self,
-        model: str,
-        gpu: str,
+        fleet: dict[str, Any],
+        source: list[str],
+        time_scale: float,
         log_path: Path | None,
-        extra_args: list[str] | None = None,
-        *,
-        instance_type: str | None = None,
-        gpus_per_replica: int = 1,
+        api_key: str,
     ) -> None:
         port = free_port()
         command = [
-            sys.executable, "-m", "loadtest.cli", "emulate",
-            "--model", model, "--gpu", gpu, "--host", "127.0.0.1", "--port", str(port),
-            *(extra_args or []),
+            sys.executable, "-m", "loadtest.cli", "fleet", *source,
+            "--time-scale", f"{time_scale:g}", "--host", "127.0.0.1", "--port", str(port),
+            "--api-key", api_key,
         ]  # fmt: skip
         super().__init__(command, port, log_path)
-        self.model = model
-        self.gpu = gpu
-        self.instance_type = instance_type
-        self.gpus_per_replica = gpus_per_replica
-        self.description = f"the vLLM emulator ({model} on {gpu}) at {self.base_url}"
-        self._metrics = PrometheusPoller(self.base_url + "/metrics")
+        self.fleet = fleet
+        self.model = str(fleet["model"])
+        self.time_scale = time_scale
+        self.description = (
+            f"the autoscaling twin ({self.model} on {fleet['gpu']}, {fleet['instance_type']}, "
+            f"{fleet['min_replicas']}-{fleet['max_replicas']} replicas) at {self.base_url}"
+        )
 
     def info(self) -> dict[str, Any]:
-        """Emulated model and GPU, so the report can price the run."""
+        """The fleet's model, GPU, instance and autoscaling settings (they price the run)."""
         return {
-            "kind": "emulator",
+            "kind": "fleet",
             "url": self.base_url,
             "description": self.description,
             "model": self.model,
-            "gpu": self.gpu,
-            "instance_type": self.instance_type,
-            "replicas": 1,
-            "gpus_per_replica": self.gpus_per_replica,
+            "gpu": self.fleet["gpu"],
+            "instance_type": self.fleet["instance_type"],
+            "replicas": self.fleet["min_replicas"],
+            "gpus_per_replica": self.fleet["gpus_per_replica"],
+            "time_scale": self.time_scale,
+            "autoscaling": self.fleet,
         }
 
     def poll(self) -> dict[str, Any]:
-        """The emulator exports vLLM's gauges; one emulator is one replica."""
-        return {"replicas": 1, **self._metrics.poll()}
+        """Replicas, nodes, queue, running requests and KV usage from ``/fleet/status``."""
+        code, body = http_get(self.base_url + STATUS_PATH, timeout=1.0)
+        if code != 200:
+            return {}
+        status = json.loads(body)
+        kv = {name: r["kv_usage"] for name, r in status["replicas"].items() if "kv_usage" in r}
+        return {
+            "replicas": status["ready_replicas"],
+            **{key: status[key] for key in FLEET_FIELDS},
+            "kv_usage": round(sum(kv.values()) / len(kv), 4) if kv else None,
+            "kv_usage_by_replica": kv,
+            "target_cpu": status["cpu"],
+        }
 
 
 class FixedLatencyTarget(ProcessTarget):

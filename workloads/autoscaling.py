@@ -119,6 +119,15 @@ class AutoscalingSpec(BaseModel):
         return self
 
     @property
+    def scrape_interval_seconds(self) -> int:
+        """How often Prometheus scrapes vLLM: as often as KEDA polls, within 5..15 s.
+
+        The HPA reads the triggers every 15 s (its sync period) through KEDA's metrics server,
+        which queries Prometheus afresh; the samples it sees are at most this old.
+        """
+        return max(5, min(15, self.polling_interval_seconds))
+
+    @property
     def fallback(self) -> int:
         """Replicas KEDA holds while Prometheus cannot be read (cheap by default)."""
         return self.fallback_replicas or self.min_replicas

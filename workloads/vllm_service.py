@@ -233,7 +233,7 @@ class VllmService(pulumi.ComponentResource):
                         "port": HTTP_PORT_NAME,
                         "path": "/metrics",
                         # Scrape at least as often as KEDA polls, or it scales on stale samples.
-                        "interval": f"{max(5, min(15, autoscaling.polling_interval_seconds))}s",
+                        "interval": f"{autoscaling.scrape_interval_seconds}s",
                     }
                 ],
             },

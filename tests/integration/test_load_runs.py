@@ -69,7 +69,7 @@ def summary(out: Path) -> dict[str, Any]:
     return data
 
 
-def test_distributed_run_against_the_local_emulator(tmp_path: Path) -> None:
+def test_distributed_run_against_the_local_twin(tmp_path: Path) -> None:
     out = tmp_path / "ramp"
     args = ["--model", "Qwen/Qwen2.5-0.5B-Instruct", "--gpu", "L40S", "--plan", "ramp"]
     args += ["--baseline-users", "3", "--step-users", "3", "--max-users", "6"]
@@ -93,10 +93,11 @@ def test_distributed_run_against_the_local_emulator(tmp_path: Path) -> None:
     itl = [gap for r in records for gap in r["itl_ms"]]
     assert len(itl) == 11 * len(records)
     assert s["overall"]["itl_ms"]["p50"] > 0
-    # the emulator's own view lands in the timeline, and its GPU prices the run
+    # the twin's own view lands in the timeline, and its GPU nodes price the run
     timeline = lines(out / "timeline.jsonl")
     assert any(t.get("replicas") == 1 and "kv_usage" in t for t in timeline)
-    assert config["target"]["kind"] == "emulator" and s["cost"]["gpu"] == "L40S"
+    assert any(t.get("desired_replicas") == 1 and t.get("nodes") == 1 for t in timeline)
+    assert config["target"]["kind"] == "fleet" and s["cost"]["gpu"] == "L40S"
     for name in ("report.html", "report.md"):
         assert (out / name).stat().st_size > 0
     for path in out.rglob("*"):

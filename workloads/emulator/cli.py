@@ -77,7 +77,7 @@ def emulate(
     except (CatalogError, FitError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    runner = _event_loop_runner()
+    runner = event_loop_runner()
     try:
         runner(_serve(server, host, port, drain_timeout))
     except OSError as exc:
@@ -85,7 +85,7 @@ def emulate(
         raise typer.Exit(1) from None
 
 
-def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+def event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
     """The uvloop runner where installed (faster sockets and timers), else asyncio's."""
     with contextlib.suppress(ImportError):
         import uvloop  # noqa: PLC0415

@@ -186,6 +186,14 @@ class HttpConnection(asyncio.Protocol):
         self._write(tail)
         self._finished()
 
+    def relay(self, data: bytes) -> None:
+        """Bytes of a response framed elsewhere: a proxy passing an upstream response through."""
+        self._write(data)
+
+    def relayed(self) -> None:
+        """The relayed response is complete: move on to the next request."""
+        self._finished()
+
     def close(self) -> None:
         """Close the connection (server shutdown)."""
         if self.transport is not None and not self.closed:
