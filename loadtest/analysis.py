@@ -136,15 +136,30 @@ def cpu_by_step(timeline: list[dict[str, Any]], spans: list[StepSpan]) -> list[f
 
 
 def capacity(steps: list[dict[str, Any]]) -> dict[str, Any]:
-    """The highest passing step: most users (closed loop) or most requests/s (open loop)."""
-    passing = [s for s in steps if s["slo_pass"] and s["phase"] not in _NOT_A_LEVEL]
+    """The highest passing step: most users (closed loop) or most requests/s (open loop).
+
+    ``limit_found`` says whether a heavier step failed: when none did, the figure is only a
+    lower bound (the plan stopped before the service did), and reports must say so.
+    """
+    levels = [s for s in steps if s["phase"] not in _NOT_A_LEVEL]
+    passing = [s for s in levels if s["slo_pass"]]
     if not passing:
-        return {"max_users_within_slo": None, "max_rps_within_slo": None, "step": None}
-    best = max(passing, key=lambda s: (s["users"] or 0, s["rate"] or 0.0, s["rps"]))
+        return {
+            "max_users_within_slo": None,
+            "max_rps_within_slo": None,
+            "step": None,
+            "limit_found": bool(levels),
+        }
+
+    def load(step: dict[str, Any]) -> tuple[int, float]:
+        return step["users"] or 0, step["rate"] or 0.0
+
+    best = max(passing, key=lambda s: (*load(s), s["rps"]))
     return {
         "max_users_within_slo": best["users"],
         "max_rps_within_slo": best["rps"],
         "step": best["index"],
+        "limit_found": any(not s["slo_pass"] and load(s) > load(best) for s in levels),
     }
 
 

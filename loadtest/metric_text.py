@@ -67,12 +67,19 @@ def headline(summary: dict[str, Any]) -> str:
     cap = summary["capacity"]
     if cap["step"] is None:
         return "No load step met the SLOs: capacity is below the lowest load tried."
+    # Older summaries lack the flag; they were written when only a failure ended a ramp.
+    at_least = "" if cap.get("limit_found", True) else "at least "
+    bound = (
+        ""
+        if at_least == ""
+        else " No step failed: raise --max-users (or the rate) to find the limit."
+    )
     if cap["max_users_within_slo"] is not None:
         return (
-            f"Capacity: {cap['max_users_within_slo']} concurrent users "
-            f"({cap['max_rps_within_slo']:.2f} req/s) within the SLOs."
+            f"Capacity: {at_least}{cap['max_users_within_slo']} concurrent users "
+            f"({cap['max_rps_within_slo']:.2f} req/s) within the SLOs.{bound}"
         )
-    return f"Capacity: {cap['max_rps_within_slo']:.2f} req/s within the SLOs."
+    return f"Capacity: {at_least}{cap['max_rps_within_slo']:.2f} req/s within the SLOs.{bound}"
 
 
 def cost_line(summary: dict[str, Any]) -> str | None:

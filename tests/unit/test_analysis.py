@@ -6,6 +6,7 @@ import pytest
 
 from loadtest import analysis
 from loadtest.analysis import StepSpan
+from loadtest.metric_text import headline
 from loadtest.records import RequestRecord
 from loadtest.slo import Slo, parse
 
@@ -93,7 +94,12 @@ def test_slo_verdicts_and_capacity() -> None:
     assert [s["slo_pass"] for s in result["steps"]] == [True, True, False, True, True]
     failed = [c["key"] for c in result["steps"][2]["slo_checks"] if not c["pass"]]
     assert failed == ["ttft_mean_ms"]
-    assert result["capacity"] == {"max_users_within_slo": 100, "max_rps_within_slo": 5.0, "step": 1}
+    assert result["capacity"] == {
+        "max_users_within_slo": 100,
+        "max_rps_within_slo": 5.0,
+        "step": 1,
+        "limit_found": True,
+    }
     assert result["verdict"]["pass"] is True
     assert result["overall"]["requests"] == 250
 
@@ -136,3 +142,19 @@ def test_busy_worker_flags_the_step() -> None:
     result = analysis.analyze([rec(1.0), rec(11.0)], spans, T0, Slo(), "fixed", timeline)
     assert [s["worker_cpu_pct"] for s in result["steps"]] == [92.5, 50.0]
     assert result["cpu"]["flagged_steps"] == [0]
+
+
+def test_capacity_is_a_lower_bound_when_no_heavier_step_failed() -> None:
+    spans = [
+        StepSpan(0, "baseline", 0.0, 10.0, 50),
+        StepSpan(1, "ramp", 10.0, 20.0, 100),
+        StepSpan(2, "cooldown", 20.0, 30.0, 50),
+    ]
+    records = [rec(1.0 + i * 0.1) for i in range(50)] + [rec(11.0 + i * 0.1) for i in range(50)]
+    # A failing cool-down is a transition, not a heavier load: it does not bound the capacity.
+    records += [rec(21.0 + i * 0.1, ttft=3000.0) for i in range(50)]
+    result = analysis.analyze(records, spans, T0, Slo(), "capacity", [])
+    assert result["capacity"]["max_users_within_slo"] == 100
+    assert result["capacity"]["limit_found"] is False
+    assert headline(result).startswith("Capacity: at least 100 concurrent users")
+    assert "raise --max-users" in headline(result)

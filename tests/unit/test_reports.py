@@ -87,7 +87,12 @@ def test_summary_shape_and_numbers(tmp_path: Path) -> None:
     assert s["overall"]["requests"] == 100
     assert [st["slo_pass"] for st in s["steps"]] == [True, False]
     assert s["steps"][1]["failures_by_reason"] == {"http_503": 5}
-    assert s["capacity"] == {"max_users_within_slo": 50, "max_rps_within_slo": 5.0, "step": 0}
+    assert s["capacity"] == {
+        "max_users_within_slo": 50,
+        "max_rps_within_slo": 5.0,
+        "step": 0,
+        "limit_found": True,
+    }
     assert s["interrupted"] is False
     assert s["events"][0]["kind"] == "worker_lost"
     # 20 s of one A10G at time scale 0.1 is 200 s of the real plan, priced per GPU-hour
