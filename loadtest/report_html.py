@@ -115,8 +115,9 @@ def _figures(run_dir: Path, summary: dict[str, Any], t0: float) -> list[go.Figur
     figures.append(load)
 
     b = _buckets(run_dir, t0, summary["duration_s"])
-    lat = go.Figure()
-    for metric, dash in (("ttft", None), ("e2e", "dot")):
+    # TTFT is tens to hundreds of ms, E2E seconds: on one axis TTFT would be a flat line.
+    lat = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
+    for row, (metric, dash) in enumerate((("ttft", None), ("e2e", "dot")), start=1):
         for p in (50, 90, 99):
             lat.add_trace(
                 go.Scatter(
@@ -124,12 +125,17 @@ def _figures(run_dir: Path, summary: dict[str, Any], t0: float) -> list[go.Figur
                     y=b[f"{metric}_p{p}"],
                     name=f"{metric.upper()} p{p}",
                     line={"dash": dash},
-                )
+                ),
+                row=row,
+                col=1,
             )
-    _shade_steps(lat, steps)
-    figures.append(
-        _layout(lat, f"TTFT and E2E percentiles ({b['width']:g} s buckets, by send time)", "ms")
-    )
+    _shade_steps(lat, steps, rows=2)
+    _layout(lat, f"TTFT and E2E percentiles ({b['width']:g} s buckets, by send time)", "ms")
+    lat.update_layout(height=520)
+    lat.update_yaxes(title_text="TTFT ms", row=1, col=1)
+    lat.update_yaxes(title_text="E2E ms", row=2, col=1)
+    lat.update_xaxes(title_text=None, row=1, col=1)
+    figures.append(lat)
 
     tokens = go.Figure(
         go.Scatter(x=t, y=[s.get("output_tokens_per_s") for s in timeline], name="output tokens/s")
@@ -141,7 +147,9 @@ def _figures(run_dir: Path, summary: dict[str, Any], t0: float) -> list[go.Figur
         go.Bar(x=b["t"], y=b["failures_per_s"], name="failed requests/s", marker_color="#da3633")
     )
     _shade_steps(errors, steps)
-    figures.append(_layout(errors, "Failed requests per second (by send time)", "failures/s"))
+    _layout(errors, "Failed requests per second (by send time)", "failures/s")
+    errors.update_yaxes(rangemode="tozero")  # with no failure at all, 0 sits at the bottom
+    figures.append(errors)
 
     scaled = any(s.get("desired_replicas") is not None for s in timeline)
     if scaled:
