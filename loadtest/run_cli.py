@@ -93,8 +93,8 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
     url: Annotated[
         str | None,
         typer.Option(
-            help="OpenAI-compatible endpoint to load; without it, the local "
-            "autoscaling twin (an emulated vLLM fleet) is started on 127.0.0.1."
+            help="OpenAI-compatible endpoint to load (base URL, with or without /v1); without "
+            "it, the local autoscaling twin (an emulated vLLM fleet) is started on 127.0.0.1."
         ),
     ] = None,
     api_key_env: Annotated[
@@ -274,9 +274,11 @@ def _spec(args: dict[str, Any]) -> RunSpec:
             raise UsageError("--gpu and --config describe the local target; drop them with --url")
         target = UrlTarget(args["url"])
         if model_name is None and mix.endpoint != "generate":
-            found = list_models(args["url"], os.environ.get(key_env) if key_env else None)
+            found = list_models(target.base_url, os.environ.get(key_env) if key_env else None)
             if not found:
-                raise UsageError(f"cannot list models at {args['url']}/v1/models; pass --model")
+                raise UsageError(
+                    f"cannot list models at {target.base_url}/v1/models; pass --model"
+                )
             model_name = found[0]
     return RunSpec(
         out_dir=out,

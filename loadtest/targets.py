@@ -9,13 +9,13 @@ the timeline next to the client's view.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import IO, Any
@@ -116,11 +116,27 @@ class PrometheusPoller:
         return out
 
 
+def api_base(url: str) -> str:
+    """The endpoint's root from what a user types, with or without ``/v1``.
+
+    OpenAI clients are given the base URL with ``/v1``; the request paths here carry it
+    themselves (``/v1/chat/completions``, ``/generate``, ``/metrics``), so it is dropped.
+    """
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise TargetError(
+            f"--url {url!r}: write the endpoint's address, like https://api.example.com/v1 "
+            "or http://127.0.0.1:8000 (http or https, no query string)"
+        )
+    path = parts.path.rstrip("/").removesuffix("/v1")
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
 class UrlTarget(Target):
     """An OpenAI-compatible endpoint someone else runs (``--url``)."""
 
     def __init__(self, url: str) -> None:
-        self.base_url = url.rstrip("/")
+        self.base_url = api_base(url)
         self.description = self.base_url
         self._metrics = PrometheusPoller(self.base_url + "/metrics")
 
@@ -277,8 +293,3 @@ class FixedLatencyTarget(ProcessTarget):
         status, body = http_get(self.base_url + "/stats")
         result: dict[str, Any] = json.loads(body) if status == 200 else {}
         return result
-
-
-def environ_key(name: str | None) -> str | None:
-    """The API key from the named environment variable (``None`` when no name is given)."""
-    return os.environ.get(name) if name else None

@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 from loadtest import run_cli
 from loadtest.cli import app
 from loadtest.run_cli import seconds
+from loadtest.run_spec import RunSpec
+from loadtest.targets import api_base
 
 URL = ["--url", "http://127.0.0.1:9", "--model", "m"]
 
@@ -101,3 +103,45 @@ def test_readme_lists_every_run_flag() -> None:
     command = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
     flags = {opt for p in command.params for opt in p.opts if opt.startswith("--")}
     assert documented == flags
+
+
+@pytest.mark.parametrize(
+    ("url", "base"),
+    [
+        ("https://api.example.com/v1", "https://api.example.com"),
+        ("https://api.example.com/v1/", "https://api.example.com"),
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ("https://gateway.example.com/qwen/v1", "https://gateway.example.com/qwen"),
+        ("https://gateway.example.com/v1beta", "https://gateway.example.com/v1beta"),
+    ],
+)
+def test_the_url_is_taken_with_or_without_v1(url: str, base: str) -> None:
+    assert api_base(url) == base
+
+
+def test_models_are_listed_below_the_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+    specs: list[RunSpec] = []
+
+    def models(url: str, key: str | None) -> list[str]:
+        asked.append(url)
+        return ["Qwen/Qwen2.5-7B-Instruct"]
+
+    def execute(spec: RunSpec) -> None:
+        specs.append(spec)
+        raise typer.Exit(0)
+
+    monkeypatch.setattr(run_cli, "list_models", models)
+    monkeypatch.setattr(run_cli, "_execute", execute)
+    code, _ = run("--url", "http://127.0.0.1:9/v1/", "--users", "1", "--duration", "1s")
+    assert code == 0
+    assert asked == ["http://127.0.0.1:9"]
+    assert specs[0].target.base_url == "http://127.0.0.1:9"
+    assert specs[0].model == "Qwen/Qwen2.5-7B-Instruct"
+
+
+@pytest.mark.parametrize("url", ["api.example.com", "ftp://host/v1", "http://h/v1?key=1"])
+def test_a_url_that_is_not_an_endpoint_is_refused(url: str) -> None:
+    code, output = run("--url", url, "--model", "m", "--users", "1", "--duration", "1s")
+    assert code == 2
+    assert f"--url {url!r}: write the endpoint's address" in " ".join(output.split())
