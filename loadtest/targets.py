@@ -145,16 +145,16 @@ class UrlTarget(Target):
         return self._metrics.poll()
 
 
-def list_models(base_url: str, api_key: str | None) -> list[str]:
-    """Model ids from ``GET /v1/models`` (empty when the endpoint does not answer)."""
+def list_models(base_url: str, api_key: str | None) -> tuple[int, list[str]]:
+    """HTTP status and model ids of ``GET /v1/models`` (status 0: nothing answered)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     status, body = http_get(base_url.rstrip("/") + "/v1/models", timeout=5.0, headers=headers)
     if status != 200:
-        return []
+        return status, []
     try:
-        return [str(m["id"]) for m in json.loads(body)["data"]]
+        return status, [str(m["id"]) for m in json.loads(body)["data"]]
     except (ValueError, KeyError, TypeError):
-        return []
+        return status, []
 
 
 class ProcessTarget(Target):

@@ -50,6 +50,10 @@ def run(*args: str) -> tuple[int, str]:
         ),
         (["--gpu", "A10G"], "--gpu and --config describe the local target"),
         (["--max-users", "10"], "below the baseline of 50 users"),
+        (["--users", "0", "--duration", "1s"], "--users 0: input should be greater than or equal"),
+        (["--spawn-rate", "0"], "--spawn-rate 0.0: input should be greater than 0"),
+        (["--step-duration", "0s"], "--step-duration 0s: input should be greater than 0"),
+        (["--baseline-users", "-1"], "--baseline-users -1: input should be greater than"),
     ],
 )
 def test_bad_flags_are_refused(args: list[str], expected: str) -> None:
@@ -123,9 +127,9 @@ def test_models_are_listed_below_the_base_url(monkeypatch: pytest.MonkeyPatch) -
     asked: list[str] = []
     specs: list[RunSpec] = []
 
-    def models(url: str, key: str | None) -> list[str]:
+    def models(url: str, key: str | None) -> tuple[int, list[str]]:
         asked.append(url)
-        return ["Qwen/Qwen2.5-7B-Instruct"]
+        return 200, ["Qwen/Qwen2.5-7B-Instruct"]
 
     def execute(spec: RunSpec) -> None:
         specs.append(spec)
@@ -145,3 +149,35 @@ def test_a_url_that_is_not_an_endpoint_is_refused(url: str) -> None:
     code, output = run("--url", url, "--model", "m", "--users", "1", "--duration", "1s")
     assert code == 2
     assert f"--url {url!r}: write the endpoint's address" in " ".join(output.split())
+
+
+@pytest.mark.parametrize("model", [[], ["--model", "m"]])
+def test_a_refused_api_key_stops_the_run_before_it_starts(
+    monkeypatch: pytest.MonkeyPatch, model: list[str]
+) -> None:
+    keys: list[str | None] = []
+
+    def models(url: str, key: str | None) -> tuple[int, list[str]]:
+        keys.append(key)
+        return 401, []
+
+    monkeypatch.setattr(run_cli, "list_models", models)
+    monkeypatch.setenv("QWEN_STRESS_TEST_KEY", "sk-wrong")
+    args = ["--url", "https://api.example.com/v1", "--api-key-env", "QWEN_STRESS_TEST_KEY"]
+    code, output = run(*args, *model, "--users", "1", "--duration", "1s")
+    assert code == 2
+    assert keys == ["sk-wrong"]
+    assert (
+        "https://api.example.com/v1/models answered HTTP 401, the API key was refused: "
+        "check the key in $QWEN_STRESS_TEST_KEY" in " ".join(output.split())
+    )
+    assert "sk-wrong" not in output
+
+
+def test_models_that_cannot_be_listed_ask_for_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run_cli, "list_models", lambda url, key: (404, []))
+    code, output = run("--url", "http://127.0.0.1:9", "--users", "1", "--duration", "1s")
+    assert code == 2
+    assert "cannot list the models at http://127.0.0.1:9/v1/models (HTTP 404); pass --model" in (
+        " ".join(output.split())
+    )
