@@ -88,6 +88,15 @@ def stats(records: list[RequestRecord], duration_s: float, slo: Slo) -> dict[str
     return out
 
 
+def failure_examples(records: list[RequestRecord]) -> dict[str, str]:
+    """The first failure's detail per reason: what the server said, which counts alone do not."""
+    out: dict[str, str] = {}
+    for r in records:
+        if not r.ok and r.reason and r.reason not in out:
+            out[r.reason] = r.detail or ""
+    return dict(sorted(out.items()))
+
+
 def _mean(values: list[int]) -> float | None:
     return round(sum(values) / len(values), 2) if values else None
 
@@ -210,6 +219,7 @@ def analyze(  # noqa: PLR0917 - the run's parts, each read from its own file
     total = sum(s.duration_s for s in spans) if spans else 1e-3
     overall = stats(in_steps, total, slo)
     overall["slo_pass"] = slo.passes(overall)
+    overall["failure_examples"] = failure_examples(in_steps)
     return {
         "overall": overall,
         "steps": steps,

@@ -21,6 +21,7 @@ from loadtest.metric_text import (
     DEFINITIONS,
     autoscaling_lines,
     cost_line,
+    failure_lines,
     headline,
     load_label,
     ms,
@@ -310,6 +311,7 @@ def render(run_dir: Path, summary: dict[str, Any]) -> str:
     if cost:
         parts.append(f"<p>{esc(cost)}</p>")
     parts += [f"<p>{esc(line)}</p>" for line in autoscaling_lines(summary)]
+    parts += [f"<p>{esc(line)}</p>" for line in failure_lines(summary)]
     parts += [f"<div class='warn'>{esc(w)}</div>" for w in warnings(summary)]
     parts += ["<h2>Load steps</h2>", _table(summary["steps"]), "<h2>Over time</h2>", *charts]
     parts.append("<h2>Metric definitions</h2><dl>")

@@ -158,3 +158,33 @@ def test_capacity_is_a_lower_bound_when_no_heavier_step_failed() -> None:
     assert result["capacity"]["limit_found"] is False
     assert headline(result).startswith("Capacity: at least 100 concurrent users")
     assert "raise --max-users" in headline(result)
+
+
+@pytest.mark.parametrize(
+    ("plan", "flag"), [("capacity", "--max-users"), ("fixed", "--users"), ("poisson", "--rate")]
+)
+def test_a_lower_bound_names_the_flag_that_adds_load(plan: str, flag: str) -> None:
+    spans = [StepSpan(0, "fixed", 0.0, 10.0, 5)]
+    result = analysis.analyze([rec(1.0)], spans, T0, Slo(), plan, [])
+    assert headline({**result, "plan": plan}).endswith(
+        f"No step failed: raise {flag} to find the limit."
+    )
+
+
+def test_a_run_without_a_single_success_says_so_not_that_capacity_is_low() -> None:
+    spans = [StepSpan(0, "fixed", 0.0, 10.0, 5)]
+    records = [rec(1.0 + i, ok=False, reason="http_404") for i in range(3)]
+    records[0].detail = 'HTTP 404: {"message": "The model `nope` does not exist."}'
+    records.append(rec(5.0, ok=False, reason="timeout"))
+    result = analysis.analyze(records, spans, T0, Slo(), "fixed", [])
+    assert result["overall"]["failure_examples"] == {
+        "http_404": 'HTTP 404: {"message": "The model `nope` does not exist."}',
+        "timeout": "",
+    }
+    assert headline(result) == (
+        'No request succeeded (http_404 3, timeout 1; first: HTTP 404: {"message": "The model '
+        '`nope` does not exist."}): check the target and the request (URL, key, model) before '
+        "reading capacity from this run."
+    )
+    nothing = analysis.analyze([], spans, T0, Slo(), "fixed", [])
+    assert headline(nothing) == "No request finished: nothing was measured."

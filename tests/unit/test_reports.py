@@ -23,6 +23,7 @@ def rec(at: float, ttft: float, e2e: float, ok: bool = True) -> RequestRecord:
         "t",
         "chat",
         reason=None if ok else "http_503",
+        detail=None if ok else 'HTTP 503: {"error": "busy"}',
         ttft_ms=ttft,
         e2e_ms=e2e,
         itl_ms=[50.0] * 9,
@@ -113,6 +114,8 @@ def test_reports_are_self_contained_and_say_what_happened(tmp_path: Path) -> Non
     md = (run / run_files.REPORT_MD).read_text()
     assert "| 1 | ramp | 100 users | 50 | 90.00% |" in md
     assert "**fail**" in md and "Failures: http_503 5" in md
+    assert 'First http_503: HTTP 503: {"error": "busy"}' in md
+    assert "First http_503: HTTP 503: {&quot;error&quot;: &quot;busy&quot;}" in page
 
 
 def test_interrupted_run_still_reports(tmp_path: Path) -> None:
