@@ -9,6 +9,7 @@ the timeline next to the client's view.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from typing import IO, Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from workloads.emulator.cli import API_KEY_ENV
 from workloads.fleet.fleet import STATUS_PATH
 
 FLEET_FIELDS = (
@@ -162,11 +164,19 @@ class ProcessTarget(Target):
 
     ready_timeout_s = 60.0
 
-    def __init__(self, command: list[str], port: int, log_path: Path | None) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        port: int,
+        log_path: Path | None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.command = command
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
+        self.env = env
+        """Variables added to this process's environment for the child (secrets: not argv)."""
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -177,6 +187,7 @@ class ProcessTarget(Target):
             self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             self.command,
+            env={**os.environ, **self.env} if self.env else None,
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -234,9 +245,9 @@ class FleetTarget(ProcessTarget):
         command = [
             sys.executable, "-m", "loadtest.cli", "fleet", *source,
             "--time-scale", f"{time_scale:g}", "--host", "127.0.0.1", "--port", str(port),
-            "--api-key", api_key,
         ]  # fmt: skip
-        super().__init__(command, port, log_path)
+        # Through the environment: a command line is readable by every local user (ps).
+        super().__init__(command, port, log_path, env={API_KEY_ENV: api_key})
         self.fleet = fleet
         self.model = str(fleet["model"])
         self.time_scale = time_scale

@@ -14,7 +14,7 @@ from loadtest import run_cli
 from loadtest.cli import app
 from loadtest.run_cli import seconds
 from loadtest.run_spec import RunSpec
-from loadtest.targets import api_base
+from loadtest.targets import FleetTarget, api_base
 
 URL = ["--url", "http://127.0.0.1:9", "--model", "m"]
 
@@ -181,3 +181,17 @@ def test_models_that_cannot_be_listed_ask_for_model(monkeypatch: pytest.MonkeyPa
     assert "cannot list the models at http://127.0.0.1:9/v1/models (HTTP 404); pass --model" in (
         " ".join(output.split())
     )
+
+
+def test_the_local_twin_gets_the_api_key_through_its_environment(tmp_path: Path) -> None:
+    # A command line is readable by every local user; the environment is not.
+    fleet = {"model": "m", "gpu": "T4", "instance_type": "g4dn.xlarge"}
+    target = FleetTarget(
+        {**fleet, "min_replicas": 1, "max_replicas": 2},
+        ["--model", "m", "--gpu", "T4"],
+        0.1,
+        None,
+        "sk-local-3c9e",
+    )
+    assert not any("sk-local-3c9e" in part for part in target.command)
+    assert target.env == {"VLLM_API_KEY": "sk-local-3c9e"}

@@ -16,6 +16,9 @@ from workloads.catalog import CatalogError
 from workloads.emulator.server import ReplicaServer
 from workloads.fit import FitError
 
+API_KEY_ENV = "VLLM_API_KEY"
+"""Where ``--api-key`` may come from instead, as vLLM reads it: a command line is public (ps)."""
+
 
 async def _serve(server: ReplicaServer, host: str, port: int, drain_timeout: float) -> None:
     stop = asyncio.Event()
@@ -47,7 +50,9 @@ def emulate(
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
     api_key: Annotated[
         str | None,
-        typer.Option(help="Require 'Authorization: Bearer KEY' on /v1 and /generate.", envvar=None),
+        typer.Option(
+            help="Require 'Authorization: Bearer KEY' on /v1 and /generate.", envvar=API_KEY_ENV
+        ),
     ] = None,
     max_model_len: Annotated[
         int | None, typer.Option(help="Context length; default: the model's (as vLLM).")

@@ -12,7 +12,7 @@ import typer
 
 from infra.config import ConfigError, load_stack_file
 from workloads.catalog import CatalogError
-from workloads.emulator.cli import event_loop_runner
+from workloads.emulator.cli import API_KEY_ENV, event_loop_runner
 from workloads.fit import FitError
 from workloads.fleet.fleet import STATUS_PATH, Fleet
 from workloads.fleet.fleet_spec import FleetSpec
@@ -98,7 +98,10 @@ def fleet(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the Service (0: any free port).")] = 8000,
     api_key: Annotated[
-        str | None, typer.Option(help="Require 'Authorization: Bearer KEY' on /v1 and /generate.")
+        str | None,
+        typer.Option(
+            help="Require 'Authorization: Bearer KEY' on /v1 and /generate.", envvar=API_KEY_ENV
+        ),
     ] = None,
     max_model_len: Annotated[
         int | None, typer.Option(help="Context length with --model; default: the model's.")
