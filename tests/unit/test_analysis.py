@@ -66,12 +66,16 @@ def test_failures_by_reason_success_rate_rps_and_goodput() -> None:
 
 
 def test_records_go_to_the_step_they_were_sent_in() -> None:
-    spans = [StepSpan(0, "baseline", 10.0, 20.0, 5), StepSpan(1, "ramp", 20.0, 30.0, 10)]
-    records = [rec(5.0), rec(10.0), rec(19.999), rec(20.0), rec(29.9), rec(30.0)]
+    # the runner judges step 0 (its end at 20.0) before it starts step 1 (at 20.25)
+    spans = [StepSpan(0, "baseline", 10.0, 20.0, 5), StepSpan(1, "ramp", 20.25, 30.0, 10)]
+    records = [rec(9.9996), rec(10.0), rec(19.999), rec(20.125), rec(20.25), rec(29.9)]
+    records.append(rec(30.0))
     groups = analysis.assign(records, spans, T0)
-    offsets = [[round(r.start - T0, 3) for r in g] for g in groups]
-    # sent as the plan ended, before the stop reached the workers: still the last step's
-    assert offsets == [[10.0, 19.999], [20.0, 29.9, 30.0]]
+    offsets = [[round(r.start - T0, 4) for r in g] for g in groups]
+    # sent while step 0's users still ran: step 0's; sent within the rounding of the first
+    # step's start time: the first step's; sent as the plan ended, before the stop reached
+    # the workers: still the last step's
+    assert offsets == [[9.9996, 10.0, 19.999, 20.125], [20.25, 29.9, 30.0]]
 
 
 def test_slo_verdicts_and_capacity() -> None:
