@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,12 +20,24 @@ API_KEY_ENV = "VLLM_API_KEY"
 """Where ``--api-key`` may come from instead, as vLLM reads it: a command line is public (ps)."""
 
 
+class ListenError(RuntimeError):
+    """The server could not take its address (in use, not this machine's, not allowed)."""
+
+
+async def listen(start: Awaitable[int], host: str, port: int) -> int:
+    """Await a server's start; a socket error there, and only there, is the address's fault."""
+    try:
+        return await start
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 async def _serve(server: ReplicaServer, host: str, port: int, drain_timeout: float) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await server.start(host, port)
+    await listen(server.start(host, port), host, port)
     gc.freeze()  # start-up objects (catalog, pydantic, prometheus) never need collecting again
     fit = server.spec.fit
     typer.echo(
@@ -85,8 +97,8 @@ def emulate(
     runner = event_loop_runner()
     try:
         runner(_serve(server, host, port, drain_timeout))
-    except OSError as exc:
-        typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+    except ListenError as exc:
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
 

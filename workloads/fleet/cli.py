@@ -12,7 +12,7 @@ import typer
 
 from infra.config import ConfigError, load_stack_file
 from workloads.catalog import CatalogError
-from workloads.emulator.cli import API_KEY_ENV, event_loop_runner
+from workloads.emulator.cli import API_KEY_ENV, ListenError, event_loop_runner, listen
 from workloads.fit import FitError
 from workloads.fleet.fleet import STATUS_PATH, Fleet
 from workloads.fleet.fleet_spec import FleetSpec
@@ -58,7 +58,7 @@ def describe(spec: FleetSpec, time_scale: float) -> str:
     a, pool, t = spec.autoscaling, spec.pool, spec.timings
     return (
         f"Fleet: {spec.model} on {spec.gpu} ({spec.instance_type}, {pool.gpus_per_node} GPU(s) "
-        f"per node, {spec.tensor_parallel} per replica); replicas {a.min_replicas}..."
+        f"per node, {spec.tensor_parallel} per replica); replicas {a.min_replicas}.."
         f"{a.max_replicas}, nodes {pool.min_nodes}..{pool.max_nodes}; targets per replica "
         f"{a.target_waiting_per_replica:g} waiting, {a.target_running_per_replica:g} running. "
         f"Time scale {time_scale:g} (1 s here is {1 / time_scale:g} s of cluster time): node "
@@ -72,7 +72,7 @@ async def _serve(fleet: Fleet, host: str, port: int, drain_timeout: float) -> No
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    bound = await fleet.start(port)
+    bound = await listen(fleet.start(port), host, port)
     gc.freeze()  # start-up objects (catalog, pydantic, prometheus) never need collecting again
     url = f"http://{host}:{bound}"
     typer.echo(f"Serving {url} (status: {url}{STATUS_PATH}; Ctrl-C to stop).")
@@ -136,6 +136,6 @@ def fleet(
     instance = Fleet(spec, time_scale=time_scale, host=host, api_key=api_key)
     try:
         event_loop_runner()(_serve(instance, host, port, drain_timeout))
-    except OSError as exc:
-        typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+    except ListenError as exc:
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
