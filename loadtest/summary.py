@@ -34,6 +34,10 @@ def spans(events: list[dict[str, Any]], fallback_end_s: float) -> list[analysis.
     return out
 
 
+_CONFIG_KEYS = ("run_id", "started_at", "plan", "slo", "target")
+"""What the analysis reads from ``config.json``."""
+
+
 @dataclass(frozen=True)
 class RunData:
     """A run directory's files, read once: a long run's ``requests.jsonl`` is hundreds of MB."""
@@ -46,8 +50,16 @@ class RunData:
     @classmethod
     def read(cls, run_dir: Path) -> RunData:
         """Read every file the analysis and the reports use."""
+        path = run_dir / run_files.CONFIG
+        config = run_files.read_json(path)
+        missing = [k for k in _CONFIG_KEYS if k not in config] if isinstance(config, dict) else []
+        if not isinstance(config, dict) or missing:
+            raise run_files.RunDirError(
+                f"{path} lacks {', '.join(missing) or 'its keys'}: not the config.json of a "
+                "qwen-stress run"
+            )
         return cls(
-            config=run_files.read_json(run_dir / run_files.CONFIG),
+            config=config,
             events=list(run_files.read_jsonl(run_dir / run_files.EVENTS)),
             timeline=[s for s in run_files.read_jsonl(run_dir / run_files.TIMELINE) if "t" in s],
             records=list(records.read(run_dir / run_files.REQUESTS)),

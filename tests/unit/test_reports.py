@@ -135,3 +135,9 @@ def test_report_command(tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
     assert missing.exit_code == 2
     assert "config.json is missing" in missing.output
+    (run / run_files.CONFIG).write_text('{"run_id": "x", "plan": {}}')
+    foreign = CliRunner().invoke(app, ["report", str(run)])
+    assert foreign.exit_code == 2
+    assert "config.json lacks started_at, slo, target: not the config.json of a" in (
+        " ".join(foreign.output.split())
+    )
