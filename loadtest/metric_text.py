@@ -104,7 +104,7 @@ def headline(summary: dict[str, Any]) -> str:
 def cost_line(summary: dict[str, Any]) -> str | None:
     """The estimated cost sentence, or None when the GPU is unknown."""
     c = summary.get("cost")
-    if not c:
+    if not c or c.get("usd") is None:
         return None
     scaled = (
         ""

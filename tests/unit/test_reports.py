@@ -141,3 +141,14 @@ def test_report_command(tmp_path: Path) -> None:
     assert "config.json lacks started_at, slo, target: not the config.json of a" in (
         " ".join(foreign.output.split())
     )
+
+
+def test_an_endpoint_of_unknown_gpu_has_a_cost_object_without_a_price(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    config = run_files.read_json(run / run_files.CONFIG)
+    config["target"] = {"kind": "url", "url": "https://api.example.com"}
+    run_files.write_json(run / run_files.CONFIG, config)
+    s = summary.write(run)
+    assert s["cost"]["usd"] is None and s["cost"]["gpu"] is None
+    assert s["cost"]["basis"] == "no estimate: the target does not say which GPU serves it"
+    assert "Estimated GPU cost" not in (run / run_files.REPORT_MD).read_text()
