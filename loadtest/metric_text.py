@@ -92,7 +92,7 @@ def headline(summary: dict[str, Any]) -> str:
     # Older summaries lack the flag; they were written when only a failure ended a ramp.
     at_least = "" if cap.get("limit_found", True) else "at least "
     flag = _HEAVIER_LOAD.get(summary.get("plan", ""), "--max-users")
-    bound = "" if at_least == "" else f" No step failed: raise {flag} to find the limit."
+    bound = "" if at_least == "" else f" No heavier step failed: raise {flag} to find the limit."
     if cap["max_users_within_slo"] is not None:
         return (
             f"Capacity: {at_least}{cap['max_users_within_slo']} concurrent users "
