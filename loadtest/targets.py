@@ -130,6 +130,12 @@ def api_base(url: str) -> str:
             f"--url {url!r}: write the endpoint's address, like https://api.example.com/v1 "
             "or http://127.0.0.1:8000 (http or https, no query string)"
         )
+    if parts.username or parts.password:
+        # The URL is written to config.json and printed; a key belongs in --api-key-env.
+        raise TargetError(
+            f"--url: put no credentials in the URL ({parts.hostname}); pass the key in an "
+            "environment variable named by --api-key-env"
+        )
     path = parts.path.rstrip("/").removesuffix("/v1")
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 

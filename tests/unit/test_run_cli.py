@@ -195,3 +195,10 @@ def test_the_local_twin_gets_the_api_key_through_its_environment(tmp_path: Path)
     )
     assert not any("sk-local-3c9e" in part for part in target.command)
     assert target.env == {"VLLM_API_KEY": "sk-local-3c9e"}
+
+
+def test_credentials_in_the_url_are_refused_without_being_echoed() -> None:
+    code, output = run("--url", "https://me:sk-in-url-91@api.example.com/v1", "--model", "m")
+    assert code == 2
+    assert "--url: put no credentials in the URL (api.example.com)" in " ".join(output.split())
+    assert "sk-in-url-91" not in output
