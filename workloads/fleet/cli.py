@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import gc
-import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +9,7 @@ import typer
 
 from infra.config import ConfigError, load_stack_file
 from workloads.catalog import CatalogError
-from workloads.emulator.cli import API_KEY_ENV, ListenError, event_loop_runner, listen
+from workloads.emulator.cli import ApiKeyOption, DrainOption, HostOption, serve_until_signal
 from workloads.fit import FitError
 from workloads.fleet.fleet import STATUS_PATH, Fleet
 from workloads.fleet.fleet_spec import FleetSpec
@@ -67,20 +64,6 @@ def describe(spec: FleetSpec, time_scale: float) -> str:
     )
 
 
-async def _serve(fleet: Fleet, host: str, port: int, drain_timeout: float) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    bound = await listen(fleet.start(port), host, port)
-    gc.freeze()  # start-up objects (catalog, pydantic, prometheus) never need collecting again
-    url = f"http://{host}:{bound}"
-    typer.echo(f"Serving {url} (status: {url}{STATUS_PATH}; Ctrl-C to stop).")
-    await stop.wait()
-    typer.echo("Stopping: no new connections; in-flight requests finish, then every replica stops.")
-    await fleet.stop(drain_timeout)
-
-
 def fleet(
     *,
     model: Annotated[
@@ -95,14 +78,9 @@ def fleet(
         float,
         typer.Option(help="Multiply every control-plane delay and window by this (0.05: 20x)."),
     ] = 1.0,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    host: HostOption = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the Service (0: any free port).")] = 8000,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            help="Require 'Authorization: Bearer KEY' on /v1 and /generate.", envvar=API_KEY_ENV
-        ),
-    ] = None,
+    api_key: ApiKeyOption = None,
     max_model_len: Annotated[
         int | None, typer.Option(help="Context length with --model; default: the model's.")
     ] = None,
@@ -112,9 +90,7 @@ def fleet(
     tensor_parallel: Annotated[
         int, typer.Option(help="GPUs one replica shards over, with --model.")
     ] = 1,
-    drain_timeout: Annotated[
-        float, typer.Option(help="Seconds to let in-flight requests finish on shutdown.")
-    ] = 30.0,
+    drain_timeout: DrainOption = 30.0,
 ) -> None:
     """Serve an emulated vLLM fleet that autoscales like KEDA + HPA + Cluster Autoscaler."""
     if time_scale <= 0:
@@ -134,8 +110,15 @@ def fleet(
         raise typer.Exit(2) from None
     typer.echo(describe(spec, time_scale))
     instance = Fleet(spec, time_scale=time_scale, host=host, api_key=api_key)
-    try:
-        event_loop_runner()(_serve(instance, host, port, drain_timeout))
-    except ListenError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+
+    async def start() -> str:
+        url = f"http://{host}:{await instance.start(port)}"
+        return f"Serving {url} (status: {url}{STATUS_PATH}; Ctrl-C to stop)."
+
+    async def stop() -> None:
+        typer.echo(
+            "Stopping: no new connections; in-flight requests finish, then every replica stops."
+        )
+        await instance.stop(drain_timeout)
+
+    serve_until_signal(start, stop, host, port)
