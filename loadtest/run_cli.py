@@ -124,8 +124,8 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
     plan: Annotated[
         str | None,
         typer.Option(
-            help=f"Load plan: {', '.join(sorted(plans.PLANS))} (default "
-            f"capacity; --users means fixed)."
+            help=f"Load plan: {', '.join(sorted(plans.PLANS))} (default capacity; "
+            "--users or --duration mean fixed, --rate poisson)."
         ),
     ] = None,
     users: Annotated[
@@ -258,6 +258,29 @@ def _plan_options(args: dict[str, Any], scale: float) -> plans.PlanOptions:
         raise UsageError(f"{flag} {args[param]}: {first['msg'].lower()}") from None
 
 
+_PLANS_OF = {"users": ("fixed", "soak"), "duration": ("fixed",), "rate": ("poisson",)}
+"""Flags that only some plans read: given to another plan they would be silently ignored."""
+
+
+def _plan_name(args: dict[str, Any]) -> str:
+    """``--plan``, else the plan the load flags imply; a flag the plan would ignore is refused."""
+    name: str = args["plan"] or (
+        "poisson"
+        if args["rate"]
+        else "fixed"
+        if args["users"] is not None or args["duration"]
+        else "capacity"
+    )
+    for param, readers in _PLANS_OF.items():
+        if args[param] is not None and name in plans.PLANS and name not in readers:
+            raise UsageError(
+                f"--{param} is read by the {' and '.join(readers)} plan"
+                f"{'s' if len(readers) > 1 else ''} only, not by {name}; drop it or pass "
+                f"--plan {readers[0]}"
+            )
+    return name
+
+
 def _spec(args: dict[str, Any]) -> RunSpec:
     mix = workload.load(args["workload_file"]).with_max_tokens(args["max_tokens"])
     if args["endpoint"] is not None:
@@ -265,7 +288,7 @@ def _spec(args: dict[str, Any]) -> RunSpec:
             raise UsageError(f"--endpoint {args['endpoint']!r}: use chat, completions or generate")
         mix = mix.with_endpoint(args["endpoint"])
     objectives = slo.parse(args["slo_text"])
-    name = args["plan"] or ("fixed" if args["users"] is not None else "capacity")
+    name = _plan_name(args)
     local = args["url"] is None
     scale = (
         args["time_scale"]

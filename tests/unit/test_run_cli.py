@@ -54,6 +54,14 @@ def run(*args: str) -> tuple[int, str]:
         (["--spawn-rate", "0"], "--spawn-rate 0.0: input should be greater than 0"),
         (["--step-duration", "0s"], "--step-duration 0s: input should be greater than 0"),
         (["--baseline-users", "-1"], "--baseline-users -1: input should be greater than"),
+        (["--duration", "5m"], "fixed load needs --users N and --duration T"),
+        (
+            ["--plan", "capacity", "--duration", "5m"],
+            "--duration is read by the fixed plan only, not by capacity; drop it or pass "
+            "--plan fixed",
+        ),
+        (["--plan", "ramp", "--users", "5"], "--users is read by the fixed and soak plans only"),
+        (["--plan", "fixed", "--rate", "3"], "--rate is read by the poisson plan only"),
     ],
 )
 def test_bad_flags_are_refused(args: list[str], expected: str) -> None:
