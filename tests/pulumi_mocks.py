@@ -133,6 +133,23 @@ class Program:
         deps = (opts.depends_on if opts else None) or []
         return {str(getattr(d, "_name", d)) for d in deps}  # type: ignore[union-attr]
 
+    def waits_for(self, resource: Resource) -> set[str]:
+        """Names of everything a resource waits for through chains of explicit dependencies.
+
+        Pulumi orders creation along these chains, and deletion in reverse.
+        """
+        seen: set[str] = set()
+        todo = list(self.depends_on(resource))
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                # Names are unique per type only (a node group and its launch template share one).
+                for r in self.resources:
+                    if r.name == name:
+                        todo += self.depends_on(r)
+        return seen
+
     def of_type(self, type_token: str) -> list[Resource]:
         """Every resource of one type (``aws:eks/nodeGroup:NodeGroup``)."""
         return [r for r in self.resources if r.type == type_token]

@@ -2,8 +2,9 @@
 
 Namespace, API-key Secret, Deployment, Service, ServiceMonitor, PodDisruptionBudget,
 NetworkPolicy and the KEDA ScaledObject. Everything it needs arrives typed and already checked
-(``ModelConfig``, ``AutoscalingSpec``, ``FitResult``); the Kubernetes provider and the platform
-releases it depends on (KEDA, kube-prometheus-stack) come in through ``opts``.
+(``ModelConfig``, ``AutoscalingSpec``, ``FitResult``); the Kubernetes provider comes in through
+``opts``, and what must run first (GPU nodes, device plugin, the KEDA and Prometheus operator
+releases) through ``after``.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ class VllmService(pulumi.ComponentResource):
         api_key: pulumi.Input[str] | None = None,
         hf_token: pulumi.Input[str] | None = None,
         namespace: str = topology.VLLM_NAMESPACE,
-        crd_releases: Sequence[pulumi.Resource] = (),
+        after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("qwen-stress:workloads:VllmService", name, None, opts)
@@ -148,7 +149,11 @@ class VllmService(pulumi.ComponentResource):
                     "pod-security.kubernetes.io/enforce": "restricted",
                 },
             },
-            opts=child,
+            # Every other object depends on the namespace, so this one list orders them all: created
+            # once the GPU nodes, device plugin and CRDs exist (the Deployment's wait starts when a
+            # pod can schedule), deleted while nodes still run the drain and KEDA removes its
+            # finalizer. A component's depends_on would not reach its children.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
         )
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
 
@@ -237,8 +242,7 @@ class VllmService(pulumi.ComponentResource):
                     }
                 ],
             },
-            # A component's depends_on does not reach its children: name the CRDs' releases here.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[service, *crd_releases]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[service]),
         )
 
         # One replica at a time: node rotation proceeds, capacity never drops by more.
@@ -289,7 +293,7 @@ class VllmService(pulumi.ComponentResource):
             spec=keda.scaled_object_spec(
                 autoscaling, deployment=NAME, namespace=namespace, served_name=model.served
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment, *crd_releases]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
         )
 
         self.hourly_usd_per_replica = fit.hourly_usd_per_replica(capacity_type)
@@ -300,7 +304,7 @@ class VllmService(pulumi.ComponentResource):
         cls,
         name: str,
         cfg: StackConfig,
-        crd_releases: Sequence[pulumi.Resource] = (),
+        after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> VllmService:
         """The service a stack's validated configuration describes."""
@@ -312,7 +316,7 @@ class VllmService(pulumi.ComponentResource):
             capacity_type=cfg.gpu.capacity_type,
             api_key=cfg.api_key.get_secret_value() if cfg.api_key else None,
             hf_token=cfg.hf_token.get_secret_value() if cfg.hf_token else None,
-            crd_releases=crd_releases,
+            after=after,
             opts=opts,
         )
 

@@ -117,5 +117,20 @@ def test_custom_resources_wait_for_the_releases_that_install_their_crds() -> Non
     program = example("dev")
     scaled = program.one("kubernetes:keda.sh/v1alpha1:ScaledObject")
     monitor = program.one("kubernetes:monitoring.coreos.com/v1:ServiceMonitor")
-    assert "addons-keda" in program.depends_on(scaled)
-    assert "addons-kube-prometheus-stack" in program.depends_on(monitor)
+    assert "addons-keda" in program.waits_for(scaled)
+    assert "addons-kube-prometheus-stack" in program.waits_for(monitor)
+
+
+def test_every_vllm_object_comes_after_the_gpu_nodes_and_goes_before_them() -> None:
+    """Created once a pod can schedule; deleted while nodes, device plugin and KEDA still run."""
+    program = example("dev")
+    platform = {"nodes-gpu", "addons-nvidia-device-plugin", "addons-keda"}
+    platform.add("addons-kube-prometheus-stack")
+    vllm = [
+        r
+        for r in program.resources
+        if r.type.startswith("kubernetes:") and r.name.startswith("qwen-")
+    ]
+    assert len(vllm) >= 8
+    for resource in vllm:
+        assert platform <= program.waits_for(resource), resource.name
