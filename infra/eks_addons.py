@@ -7,12 +7,21 @@ let nodes join; ``OVERWRITE`` on create takes those over.
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 import pulumi_aws as aws
 
 from infra import iam, versions
 
 EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
+CONFIGURATION: dict[str, dict[str, str]] = {
+    # The VPC CNI accepts NetworkPolicy objects but enforces none until this is on (EKS user
+    # guide, "Restrict Pod network traffic with Kubernetes network policies"); without it the
+    # vLLM service's ingress policy would be decoration.
+    "vpc-cni": {"enableNetworkPolicy": "true"},
+}
+"""Add-on configuration values (each add-on's own JSON schema), by add-on name."""
 
 
 class EksAddons(pulumi.ComponentResource):
@@ -59,6 +68,9 @@ class EksAddons(pulumi.ComponentResource):
                 addon_version=version,
                 resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="PRESERVE",
+                configuration_values=(
+                    json.dumps(CONFIGURATION[addon]) if addon in CONFIGURATION else None
+                ),
                 pod_identity_associations=identity or None,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
             )
