@@ -42,6 +42,11 @@ API_KEY_ENV = "VLLM_API_KEY"
 HF_TOKEN_ENV = "HF_TOKEN"
 HTTP_PORT_NAME = "http"
 
+ROLLOUT_DEADLINE_SECONDS = 2 * STARTUP_BUDGET_SECONDS
+"""How long a rollout may go without a new pod turning ready: a node from zero, the image pull
+and the startup budget. Both the Deployment's ``progressDeadlineSeconds`` (whose default of
+600 s would mark an ordinary cold start as failed) and Pulumi's wait use it."""
+
 CHECKOV_SKIPS = {
     "CKV_K8S_11": (
         "no CPU limit: CFS throttling stalls vLLM's scheduler loop and tokenizer, which shows up "
@@ -192,7 +197,7 @@ class VllmService(pulumi.ComponentResource):
                 {
                     **_checkov_annotations(),
                     # A cold start (node boot, image pull, weights) outlasts Pulumi's 10 minutes.
-                    "pulumi.com/timeoutSeconds": str(2 * STARTUP_BUDGET_SECONDS),
+                    "pulumi.com/timeoutSeconds": str(ROLLOUT_DEADLINE_SECONDS),
                 },
             ),
             spec=self._deployment_spec(
@@ -390,6 +395,7 @@ class VllmService(pulumi.ComponentResource):
         }
         return {
             "selector": {"matchLabels": labels},
+            "progressDeadlineSeconds": ROLLOUT_DEADLINE_SECONDS,
             # Replicas are KEDA's: leaving the field unset keeps `pulumi up` from resetting them.
             "strategy": {
                 "type": "RollingUpdate",

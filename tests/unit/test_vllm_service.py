@@ -126,6 +126,17 @@ def test_probes_allow_a_long_cold_start_then_watch_health(dev: Program) -> None:
     )
 
 
+def test_a_cold_start_is_not_a_failed_rollout(dev: Program) -> None:
+    """Kubernetes (progress deadline) and Pulumi (await timeout) both wait out a cold start."""
+    deployment = dev.one(DEPLOYMENT).inputs
+    startup = _container(dev)["startupProbe"]
+    startup_budget = startup["periodSeconds"] * startup["failureThreshold"]
+    deadline = deployment["spec"]["progressDeadlineSeconds"]
+    assert deadline >= startup_budget + 10 * 60  # plus a node from zero and the image pull
+    assert int(deployment["metadata"]["annotations"]["pulumi.com/timeoutSeconds"]) == deadline
+    assert "replicas" not in deployment["spec"]  # KEDA's
+
+
 def test_scale_in_drains_in_flight_requests(dev: Program) -> None:
     container = _container(dev)
     assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": PRESTOP_SECONDS}}
