@@ -150,10 +150,11 @@ class Addons(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("qwen-stress:infra:Addons", name, None, opts)
-        ca_role = iam.service_role(
+        ca_role = iam.pod_identity_role(
             f"{name}-cluster-autoscaler",
-            "pods.eks.amazonaws.com",
-            (),
+            cluster_name=eks.cluster_name,
+            namespace=CLUSTER_AUTOSCALER_NAMESPACE,
+            service_account=CLUSTER_AUTOSCALER_SERVICE_ACCOUNT,
             parent=self,
             inline_policy=iam.cluster_autoscaler_policy(eks.cluster_name),
         )

@@ -82,7 +82,7 @@ class Platform(pulumi.ComponentResource):
         )
         eks_addons = EksAddons(
             "eks-addons",
-            eks.name,
+            eks,
             cfg.cluster.kubernetes_version,
             after=[nodes.system],
             opts=on_aws,
