@@ -67,7 +67,14 @@ class Platform(pulumi.ComponentResource):
         )
         on_aws = pulumi.ResourceOptions(parent=self, providers={"aws": self.aws_provider})
 
-        network = Network("network", cfg.network, self.cluster_name, cfg.region, opts=on_aws)
+        network = Network(
+            "network",
+            cfg.network,
+            self.cluster_name,
+            cfg.region,
+            instance_types=[cfg.gpu.instance_type, cfg.cluster.system_instance_type],
+            opts=on_aws,
+        )
         eks = Cluster(
             "cluster", cfg.cluster, self.cluster_name, network.private_subnet_ids, opts=on_aws
         )

@@ -77,12 +77,30 @@ def _session_context(args: Mapping[str, Any]) -> dict[str, Any]:
     return {"arn": arn, "issuerArn": issuer, "id": arn, "issuerId": "", "issuerName": ""}
 
 
+def offerings(args: Mapping[str, Any], zones: list[str]) -> dict[str, Any]:
+    """What EC2 answers for instance-type offerings: one (type, zone) row per pair offered."""
+    (types,) = [f["values"] for f in args["filters"] if f["name"] == "instance-type"]
+    rows = [(t, z) for t in types for z in zones]
+    return {
+        "instanceTypes": [t for t, _ in rows],
+        "locations": [z for _, z in rows],
+        "locationTypes": ["availability-zone"] * len(rows),
+        "id": "offerings",
+    }
+
+
+CallResult = Callable[[Mapping[str, Any]], dict[str, Any]]
+
 # Results of provider functions (invokes), by token.
-CALL_RESULTS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+CALL_RESULTS: dict[str, CallResult] = {
     "aws:index/getAvailabilityZones:getAvailabilityZones": lambda _args: {
         "names": ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"],
         "zoneIds": ["use1-az1", "use1-az2", "use1-az4", "use1-az6"],
     },
+    # Every requested type in every zone the getAvailabilityZones mock lists.
+    "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings": lambda args: offerings(
+        args, ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"]
+    ),
     "aws:index/getCallerIdentity:getCallerIdentity": lambda _args: {
         "accountId": ACCOUNT_ID,
         "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/deployer",
