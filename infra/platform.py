@@ -62,6 +62,8 @@ class Platform(pulumi.ComponentResource):
         self.aws_provider = aws.Provider(
             f"{name}-aws",
             region=cfg.region,
+            # An explicit provider reads no aws:* stack settings; pass the profile on.
+            profile=cfg.profile,
             default_tags=aws.ProviderDefaultTagsArgs(tags=tags),
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -95,7 +97,9 @@ class Platform(pulumi.ComponentResource):
             opts=on_aws,
         )
 
-        self.kubeconfig = kubeconfig(eks.name, eks.endpoint, eks.certificate_authority, cfg.region)
+        self.kubeconfig = kubeconfig(
+            eks.name, eks.endpoint, eks.certificate_authority, cfg.region, cfg.profile
+        )
         self.k8s_provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,

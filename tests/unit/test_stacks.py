@@ -76,6 +76,15 @@ def test_kubeconfig_is_a_secret_that_gets_a_token_from_the_aws_cli() -> None:
     assert exec_["args"][exec_["args"].index("--cluster-name") + 1] == "qwen-dev-dev"
     assert exec_["args"][exec_["args"].index("--region") + 1] == "us-east-1"
     assert "token" not in json.dumps(user["user"]).replace("get-token", "")
+    assert "env" not in exec_  # the shell's own AWS identity
+
+
+def test_aws_profile_reaches_the_provider_and_the_kubeconfig() -> None:
+    """An explicit provider ignores aws:profile unless told, and so would `aws eks get-token`."""
+    program = run_program("dev", overrides={"aws:profile": "gpu-lab"})
+    assert program.one("pulumi:providers:aws").inputs["profile"] == "gpu-lab"
+    exec_ = json.loads(program.outputs["kubeconfig"])["users"][0]["user"]["exec"]
+    assert exec_["env"] == [{"name": "AWS_PROFILE", "value": "gpu-lab"}]
 
 
 def test_the_kubernetes_provider_uses_the_kubeconfig_and_waits_for_admin_access() -> None:
