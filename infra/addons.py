@@ -99,10 +99,11 @@ def prometheus_values() -> dict[str, Any]:
     return {
         "alertmanager": {"enabled": False},
         "grafana": {"enabled": False},
-        # EKS runs these on the managed control plane, out of Prometheus's reach.
+        # EKS runs these three on the managed control plane, out of Prometheus's reach.
         "kubeControllerManager": {"enabled": False},
         "kubeScheduler": {"enabled": False},
         "kubeEtcd": {"enabled": False},
+        # The EKS kube-proxy add-on binds its metrics to 127.0.0.1 by default: a target always down.
         "kubeProxy": {"enabled": False},
         "prometheusOperator": {"nodeSelector": SYSTEM_NODES},
         "kube-state-metrics": {"nodeSelector": SYSTEM_NODES},

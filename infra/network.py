@@ -1,8 +1,9 @@
 """The VPC the cluster runs in: public and private subnets per AZ, NAT, and an S3 endpoint.
 
-Nodes live in private subnets and reach the internet through NAT; model weights and logs that
-come from S3 take the gateway endpoint instead, so the biggest downloads of a test stay off the
-NAT gateway's per-GB bill.
+Nodes live in private subnets and reach the internet through NAT. Traffic to S3 (ECR image
+layers, which the EKS add-on images come from, and weights or logs kept in S3) takes the free
+gateway endpoint instead. The vLLM image (Docker Hub) and Hugging Face weights still cross the
+NAT gateway and its per-GB charge: some 15-30 GB for each GPU node that starts cold.
 """
 
 from __future__ import annotations
