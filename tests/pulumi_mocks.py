@@ -67,13 +67,19 @@ COMPUTED_OUTPUTS: dict[str, ComputedOutputs] = {
 
 
 def _session_context(args: Mapping[str, Any]) -> dict[str, Any]:
-    """What AWS answers: an assumed-role session ARN maps to the IAM role ARN behind it."""
+    """What AWS answers: an assumed-role session ARN maps to the IAM role ARN behind it.
+
+    The session ARN drops the role's path; the provider looks the role up (iam:GetRole) to
+    restore it, and EKS refuses an access entry for an SSO role without it. IAM Identity
+    Center roles live under ``aws-reserved/sso.amazonaws.com/``.
+    """
     arn = str(args["arn"])
     issuer = arn
     if ":assumed-role/" in arn:
         account = arn.split(":")[4]
         role = arn.split(":assumed-role/")[1].split("/", maxsplit=1)[0]
-        issuer = f"arn:aws:iam::{account}:role/{role}"
+        path = "aws-reserved/sso.amazonaws.com/" if role.startswith("AWSReservedSSO_") else ""
+        issuer = f"arn:aws:iam::{account}:role/{path}{role}"
     return {"arn": arn, "issuerArn": issuer, "id": arn, "issuerId": "", "issuerName": ""}
 
 
