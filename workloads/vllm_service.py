@@ -20,7 +20,7 @@ import pulumi_random as random
 from infra import topology
 from workloads import keda
 from workloads.autoscaling import AutoscalingSpec
-from workloads.catalog import GIB, CapacityType
+from workloads.catalog import GIB, CapacityType, InstanceSpec
 from workloads.fit import FitResult
 from workloads.model_config import ModelConfig
 from workloads.versions import VLLM_IMAGE, VLLM_UID
@@ -99,12 +99,16 @@ def _checkov_annotations() -> dict[str, str]:
     }
 
 
-def _host_resources(fit: FitResult) -> tuple[str, str]:
-    """CPU and memory one replica requests: its GPU share of the node, minus room for daemons."""
-    share = fit.tensor_parallel / fit.instance.gpu_count
-    cpu = max(1, math.floor(fit.instance.vcpu * share) - 1)
-    memory_gib = max(4, math.floor(fit.instance.memory_gib * share * 0.7))
-    return str(cpu), f"{memory_gib}Gi"
+def host_requests(instance: InstanceSpec, gpus: int) -> tuple[int, int]:
+    """CPUs and GiB of memory one replica of ``gpus`` GPUs requests.
+
+    Its share of the node, less room for the kubelet's reservation and the DaemonSets (VPC CNI,
+    kube-proxy, Pod Identity agent, EBS CSI node, device plugin, node exporter).
+    """
+    share = gpus / instance.gpu_count
+    cpu = max(1, math.floor(instance.vcpu * share) - 1)
+    memory_gib = max(4, math.floor(instance.memory_gib * share * 0.7))
+    return cpu, memory_gib
 
 
 def _model_cache_gib(fit: FitResult) -> int:
@@ -330,7 +334,8 @@ class VllmService(pulumi.ComponentResource):
         labels: dict[str, str], model: ModelConfig, fit: FitResult, *, secret_name: str, hf: bool
     ) -> Body:
         launch = vllm_launch(model, fit)
-        cpu, memory = _host_resources(fit)
+        cpu_count, memory_gib = host_requests(fit.instance, fit.gpus_per_replica)
+        cpu, memory = str(cpu_count), f"{memory_gib}Gi"
         gpus = str(fit.gpus_per_replica)
         env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in launch.env.items()]
         env.append(
