@@ -100,9 +100,9 @@ def secrets_key_policy(key_arn: str) -> PolicyDocument:
 def cluster_autoscaler_policy(cluster_name: str) -> PolicyDocument:
     """Describe anything; resize or shrink only Auto Scaling groups this cluster owns.
 
-    EKS tags a managed node group's ASG with ``k8s.io/cluster-autoscaler/<cluster>: owned``
-    (the node groups here set it explicitly too), so the condition confines the two write
-    actions to this cluster's groups even though ASG ARNs are not known in advance.
+    EKS tags every managed node group's ASG with ``k8s.io/cluster-autoscaler/<cluster>: owned``,
+    so the condition confines the two write actions to this cluster's groups even though ASG
+    ARNs are not known in advance.
     """
     return {
         "Version": "2012-10-17",
