@@ -31,7 +31,7 @@ pulumi.export("prometheusUrl", platform.prometheus_url)
 vllm = VllmService.from_config(
     "qwen",
     config,
-    crd_releases=platform.crd_releases,
+    after=platform.workload_prerequisites,
     opts=pulumi.ResourceOptions(provider=platform.k8s_provider),
 )
 for key, value in vllm.exports().items():

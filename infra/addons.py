@@ -99,10 +99,11 @@ def prometheus_values() -> dict[str, Any]:
     return {
         "alertmanager": {"enabled": False},
         "grafana": {"enabled": False},
-        # EKS runs these on the managed control plane, out of Prometheus's reach.
+        # EKS runs these three on the managed control plane, out of Prometheus's reach.
         "kubeControllerManager": {"enabled": False},
         "kubeScheduler": {"enabled": False},
         "kubeEtcd": {"enabled": False},
+        # The EKS kube-proxy add-on binds its metrics to 127.0.0.1 by default: a target always down.
         "kubeProxy": {"enabled": False},
         "prometheusOperator": {"nodeSelector": SYSTEM_NODES},
         "kube-state-metrics": {"nodeSelector": SYSTEM_NODES},
@@ -150,10 +151,11 @@ class Addons(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("qwen-stress:infra:Addons", name, None, opts)
-        ca_role = iam.service_role(
+        ca_role = iam.pod_identity_role(
             f"{name}-cluster-autoscaler",
-            "pods.eks.amazonaws.com",
-            (),
+            cluster_name=eks.cluster_name,
+            namespace=CLUSTER_AUTOSCALER_NAMESPACE,
+            service_account=CLUSTER_AUTOSCALER_SERVICE_ACCOUNT,
             parent=self,
             inline_policy=iam.cluster_autoscaler_policy(eks.cluster_name),
         )

@@ -302,6 +302,10 @@ class StackConfig(BaseModel):
     model_config = _CONFIG
 
     region: str = Field(default="us-east-1", description="From aws:region.")
+    profile: str | None = Field(
+        default=None,
+        description="From aws:profile: the AWS CLI profile for the platform and its kubeconfig.",
+    )
     cluster: ClusterConfig
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     gpu: GpuConfig = Field(default_factory=GpuConfig)
@@ -419,7 +423,9 @@ def _format(err: ValidationError) -> list[str]:
     )
 
 
-def parse(values: Mapping[str, Any], region: str | None = None) -> StackConfig:
+def parse(
+    values: Mapping[str, Any], region: str | None = None, profile: str | None = None
+) -> StackConfig:
     """Build the typed config from ``{"qwen-stress:<key>": value}`` pairs (other keys ignored).
 
     Raises ``ConfigError`` listing every wrong key at once, so one edit fixes them all.
@@ -432,6 +438,8 @@ def parse(values: Mapping[str, Any], region: str | None = None) -> StackConfig:
     }
     if region:
         data["region"] = region
+    if profile:
+        data["profile"] = profile
     try:
         cfg = StackConfig.model_validate(data)
     except ValidationError as err:
@@ -448,7 +456,8 @@ def load() -> StackConfig:
     from pulumi.runtime import config as runtime_config  # noqa: PLC0415
 
     values = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    return parse(values, region=pulumi.Config("aws").get("region"))
+    aws = pulumi.Config("aws")
+    return parse(values, region=aws.get("region"), profile=aws.get("profile"))
 
 
 def load_stack_file(path: Path) -> StackConfig:

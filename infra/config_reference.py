@@ -40,6 +40,7 @@ def reference() -> str:
         "| Key | Default | Meaning |",
         "|---|---|---|",
         '| `aws:region` | `"us-east-1"` | AWS region; prices in this README are us-east-1\'s. |',
+        "| `aws:profile` | unset | AWS CLI profile for AWS calls and the kubeconfig's token. |",
     ]
     for section in PLATFORM_SECTIONS:
         section_field = StackConfig.model_fields[section]

@@ -7,12 +7,23 @@ let nodes join; ``OVERWRITE`` on create takes those over.
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 import pulumi_aws as aws
 
 from infra import iam, versions
+from infra.cluster import Cluster
 
+EBS_CSI_NAMESPACE = "kube-system"
 EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
+CONFIGURATION: dict[str, dict[str, str]] = {
+    # The VPC CNI accepts NetworkPolicy objects but enforces none until this is on (EKS user
+    # guide, "Restrict Pod network traffic with Kubernetes network policies"); without it the
+    # vLLM service's ingress policy would be decoration.
+    "vpc-cni": {"enableNetworkPolicy": "true"},
+}
+"""Add-on configuration values (each add-on's own JSON schema), by add-on name."""
 
 
 class EksAddons(pulumi.ComponentResource):
@@ -26,14 +37,19 @@ class EksAddons(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        cluster_name: pulumi.Input[str],
+        eks: Cluster,
         kubernetes_version: str,
         after: list[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("qwen-stress:infra:EksAddons", name, None, opts)
-        ebs_role = iam.service_role(
-            f"{name}-ebs-csi", "pods.eks.amazonaws.com", iam.EBS_CSI_POLICIES, parent=self
+        ebs_role = iam.pod_identity_role(
+            f"{name}-ebs-csi",
+            cluster_name=eks.cluster_name,
+            namespace=EBS_CSI_NAMESPACE,
+            service_account=EBS_CSI_SERVICE_ACCOUNT,
+            parent=self,
+            managed_policies=iam.EBS_CSI_POLICIES,
         )
         self.addons = {}
         for addon in versions.EKS_ADDONS:
@@ -54,11 +70,14 @@ class EksAddons(pulumi.ComponentResource):
                 depends_on += [self.addons["eks-pod-identity-agent"], *ebs_role.grants]
             self.addons[addon] = aws.eks.Addon(
                 f"{name}-{addon}",
-                cluster_name=cluster_name,
+                cluster_name=eks.name,
                 addon_name=addon,
                 addon_version=version,
                 resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="PRESERVE",
+                configuration_values=(
+                    json.dumps(CONFIGURATION[addon]) if addon in CONFIGURATION else None
+                ),
                 pod_identity_associations=identity or None,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
             )

@@ -44,21 +44,41 @@ CLUSTER_AUTOSCALER_WRITE = (
 )
 
 
-def assume_role_policy(service: str) -> PolicyDocument:
-    """Trust policy for an AWS service principal.
+POD_IDENTITY_SERVICE = "pods.eks.amazonaws.com"
+
+
+def assume_role_policy(service: str, condition: PolicyDocument | None = None) -> PolicyDocument:
+    """Trust policy for an AWS service principal, optionally narrowed by a condition.
 
     ``sts:TagSession`` is what EKS Pod Identity (``pods.eks.amazonaws.com``) needs besides
     ``sts:AssumeRole``; EKS itself accepts it too.
     """
+    statement: PolicyDocument = {
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": ["sts:AssumeRole", "sts:TagSession"],
+    }
+    if condition is not None:
+        statement["Condition"] = condition
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
+def pod_identity_condition(
+    cluster_name: str, namespace: str, service_account: str
+) -> PolicyDocument:
+    """Only this cluster's ``namespace/service_account`` may assume the role.
+
+    EKS Pod Identity tags every session with the cluster, namespace and service account it
+    serves (EKS user guide, "Create IAM role with trust policy required by EKS Pod Identity");
+    without the condition, a Pod Identity association anywhere in the account could hand the
+    role to any pod.
+    """
     return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": service},
-                "Action": ["sts:AssumeRole", "sts:TagSession"],
-            }
-        ],
+        "StringEquals": {
+            "aws:RequestTag/eks-cluster-name": cluster_name,
+            "aws:RequestTag/kubernetes-namespace": namespace,
+            "aws:RequestTag/kubernetes-service-account": service_account,
+        }
     }
 
 
@@ -80,9 +100,9 @@ def secrets_key_policy(key_arn: str) -> PolicyDocument:
 def cluster_autoscaler_policy(cluster_name: str) -> PolicyDocument:
     """Describe anything; resize or shrink only Auto Scaling groups this cluster owns.
 
-    EKS tags a managed node group's ASG with ``k8s.io/cluster-autoscaler/<cluster>: owned``
-    (the node groups here set it explicitly too), so the condition confines the two write
-    actions to this cluster's groups even though ASG ARNs are not known in advance.
+    EKS tags every managed node group's ASG with ``k8s.io/cluster-autoscaler/<cluster>: owned``,
+    so the condition confines the two write actions to this cluster's groups even though ASG
+    ARNs are not known in advance.
     """
     return {
         "Version": "2012-10-17",
@@ -125,11 +145,14 @@ def service_role(
     service: str,
     managed_policies: tuple[str, ...],
     parent: pulumi.Resource,
+    *,
     inline_policy: PolicyDocument | None = None,
+    trust_condition: PolicyDocument | None = None,
 ) -> ServiceRole:
     """A role for an AWS service principal with managed policies and an optional inline one."""
     opts = pulumi.ResourceOptions(parent=parent)
-    role = aws.iam.Role(name, assume_role_policy=json.dumps(assume_role_policy(service)), opts=opts)
+    trust = assume_role_policy(service, trust_condition)
+    role = aws.iam.Role(name, assume_role_policy=json.dumps(trust), opts=opts)
     grants: list[pulumi.Resource] = [
         aws.iam.RolePolicyAttachment(
             f"{name}-{arn.rsplit('/', 1)[-1]}", role=role.name, policy_arn=arn, opts=opts
@@ -141,3 +164,24 @@ def service_role(
             aws.iam.RolePolicy(name, role=role.id, policy=json.dumps(inline_policy), opts=opts)
         )
     return ServiceRole(role, grants)
+
+
+def pod_identity_role(
+    name: str,
+    *,
+    cluster_name: str,
+    namespace: str,
+    service_account: str,
+    parent: pulumi.Resource,
+    managed_policies: tuple[str, ...] = (),
+    inline_policy: PolicyDocument | None = None,
+) -> ServiceRole:
+    """A role that only one service account of this cluster gets through EKS Pod Identity."""
+    return service_role(
+        name,
+        POD_IDENTITY_SERVICE,
+        managed_policies,
+        parent,
+        inline_policy=inline_policy,
+        trust_condition=pod_identity_condition(cluster_name, namespace, service_account),
+    )

@@ -1,13 +1,15 @@
 """The VPC the cluster runs in: public and private subnets per AZ, NAT, and an S3 endpoint.
 
-Nodes live in private subnets and reach the internet through NAT; model weights and logs that
-come from S3 take the gateway endpoint instead, so the biggest downloads of a test stay off the
-NAT gateway's per-GB bill.
+Nodes live in private subnets and reach the internet through NAT. Traffic to S3 (ECR image
+layers, which the EKS add-on images come from, and weights or logs kept in S3) takes the free
+gateway endpoint instead. The vLLM image (Docker Hub) and Hugging Face weights still cross the
+NAT gateway and its per-GB charge: some 15-30 GB for each GPU node that starts cold.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -17,6 +19,19 @@ from infra.config import NetworkConfig
 # EKS cannot place control-plane network interfaces in these zones (EKS user guide, "Amazon EKS
 # networking requirements"); a region's first zones are used otherwise.
 EKS_UNSUPPORTED_ZONE_IDS = ("use1-az3", "usw1-az2", "cac1-az3")
+
+
+def usable_zones(
+    available: Sequence[str], offerings: Sequence[tuple[str, str]], instance_types: Sequence[str]
+) -> list[str]:
+    """The zones, in the region's order, where every one of the node instance types is offered.
+
+    ``offerings`` are ``(instance type, zone)`` pairs as EC2 lists them. A node group spans all
+    its subnets, and GPU types are missing from some zones (g5 and g6 in parts of us-east-1):
+    a subnet there would leave the Auto Scaling group failing launches in it.
+    """
+    offered = {t: {zone for kind, zone in offerings if kind == t} for t in instance_types}
+    return [z for z in available if all(z in zones for zones in offered.values())]
 
 
 def subnet_layout(vpc_cidr: str, az_count: int) -> list[tuple[str, str]]:
@@ -44,20 +59,39 @@ class Network(pulumi.ComponentResource):
         cfg: NetworkConfig,
         cluster_name: str,
         region: str,
+        *,
+        instance_types: Sequence[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("qwen-stress:infra:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        zones = aws.get_availability_zones(
+        available = aws.get_availability_zones(
             state="available",
             exclude_zone_ids=list(EKS_UNSUPPORTED_ZONE_IDS),
             filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}],
             opts=pulumi.InvokeOptions(parent=self),
         ).names
-        if len(zones) < cfg.az_count:
+        if len(available) < cfg.az_count:
             raise pulumi.RunError(
                 f"qwen-stress:network.azCount is {cfg.az_count}, but {region} has only "
-                f"{len(zones)} availability zones EKS can use; lower network.azCount"
+                f"{len(available)} availability zones EKS can use; lower network.azCount"
+            )
+        offerings = aws.ec2.get_instance_type_offerings(
+            location_type="availability-zone",
+            filters=[{"name": "instance-type", "values": sorted(set(instance_types))}],
+            opts=pulumi.InvokeOptions(parent=self),
+        )
+        zones = usable_zones(
+            available,
+            list(zip(offerings.instance_types, offerings.locations, strict=True)),
+            instance_types,
+        )
+        if len(zones) < cfg.az_count:
+            raise pulumi.RunError(
+                f"qwen-stress:network.azCount is {cfg.az_count}, but only {len(zones)} of the "
+                f"zones EKS can use in {region} offer {' and '.join(sorted(set(instance_types)))} "
+                f"({', '.join(zones) or 'none'}); lower network.azCount or choose another "
+                "gpu.instanceType"
             )
         cluster_tag = {f"kubernetes.io/cluster/{cluster_name}": "shared"}
 

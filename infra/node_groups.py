@@ -38,12 +38,16 @@ def gpu_node_labels(gpu: GpuConfig) -> dict[str, str]:
     }
 
 
-def scale_from_zero_tags(cluster_name: str, gpu: GpuConfig) -> dict[str, str]:
-    """ASG tags that let the Cluster Autoscaler discover the group and build a node from zero."""
+def scale_from_zero_tags(gpu: GpuConfig) -> dict[str, str]:
+    """ASG tags that let the Cluster Autoscaler build a GPU node from zero.
+
+    The discovery tags (``k8s.io/cluster-autoscaler/enabled`` and ``.../<cluster>: owned``,
+    which the autoscaler's IAM condition also checks) are not among them: EKS puts those on
+    every managed node group's Auto Scaling group itself (EKS user guide, "Managed node
+    groups"), and a Tag resource for the same key would delete EKS's tag whenever Pulumi
+    replaced or removed it.
+    """
     tags = {
-        # Auto-discovery (the chart's autoDiscovery.tags); also what the IAM condition checks.
-        "k8s.io/cluster-autoscaler/enabled": "true",
-        f"k8s.io/cluster-autoscaler/{cluster_name}": "owned",
         f"{NODE_TEMPLATE}/taint/{topology.GPU_TAINT_KEY}": (
             f"{topology.GPU_TAINT_VALUE}:{topology.GPU_TAINT_EFFECT}"
         ),
@@ -176,7 +180,7 @@ class NodeGroups(pulumi.ComponentResource):
         )
         self.gpu_node_group_name = self.gpu.node_group_name
         self.gpu_asg_name = self.gpu.resources.apply(_asg_name)
-        for key, value in scale_from_zero_tags(eks.cluster_name, gpu).items():
+        for key, value in scale_from_zero_tags(gpu).items():
             aws.autoscaling.Tag(
                 f"{name}-gpu-{re.sub(r'[^a-z0-9]+', '-', key.lower()).strip('-')}",
                 autoscaling_group_name=self.gpu_asg_name,

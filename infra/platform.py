@@ -1,8 +1,9 @@
 """The platform stack as one component: network, EKS, node groups, add-ons, providers.
 
 Workloads take what they need from ``Platform``: the Kubernetes provider to create objects in
-the cluster with, and the Helm releases whose CRDs (KEDA's ScaledObject, the Prometheus
-operator's ServiceMonitor) their objects need installed first.
+the cluster with, and the resources they must come after (and be deleted before): the GPU
+nodes, the device plugin that advertises their GPUs, and the Helm releases whose CRDs (KEDA's
+ScaledObject, the Prometheus operator's ServiceMonitor) their objects use.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ class Platform(pulumi.ComponentResource):
     gpu_asg_name: pulumi.Output[str]
     prometheus_url: str
     addons: Addons
-    crd_releases: list[pulumi.Resource]
-    """Releases that install the CRDs workloads use (KEDA, Prometheus operator)."""
+    workload_prerequisites: list[pulumi.Resource]
+    """What a GPU workload needs running before it is created and until it is deleted."""
 
     def __init__(
         self,
@@ -61,12 +62,21 @@ class Platform(pulumi.ComponentResource):
         self.aws_provider = aws.Provider(
             f"{name}-aws",
             region=cfg.region,
+            # An explicit provider reads no aws:* stack settings; pass the profile on.
+            profile=cfg.profile,
             default_tags=aws.ProviderDefaultTagsArgs(tags=tags),
             opts=pulumi.ResourceOptions(parent=self),
         )
         on_aws = pulumi.ResourceOptions(parent=self, providers={"aws": self.aws_provider})
 
-        network = Network("network", cfg.network, self.cluster_name, cfg.region, opts=on_aws)
+        network = Network(
+            "network",
+            cfg.network,
+            self.cluster_name,
+            cfg.region,
+            instance_types=[cfg.gpu.instance_type, cfg.cluster.system_instance_type],
+            opts=on_aws,
+        )
         eks = Cluster(
             "cluster", cfg.cluster, self.cluster_name, network.private_subnet_ids, opts=on_aws
         )
@@ -81,13 +91,15 @@ class Platform(pulumi.ComponentResource):
         )
         eks_addons = EksAddons(
             "eks-addons",
-            eks.name,
+            eks,
             cfg.cluster.kubernetes_version,
             after=[nodes.system],
             opts=on_aws,
         )
 
-        self.kubeconfig = kubeconfig(eks.name, eks.endpoint, eks.certificate_authority, cfg.region)
+        self.kubeconfig = kubeconfig(
+            eks.name, eks.endpoint, eks.certificate_authority, cfg.region, cfg.profile
+        )
         self.k8s_provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
@@ -104,7 +116,12 @@ class Platform(pulumi.ComponentResource):
         self.gpu_node_group_name = nodes.gpu_node_group_name
         self.gpu_asg_name = nodes.gpu_asg_name
         self.prometheus_url = topology.PROMETHEUS_URL
-        self.crd_releases = [self.addons.keda, self.addons.prometheus]
+        self.workload_prerequisites = [
+            nodes.gpu,
+            self.addons.device_plugin,
+            self.addons.keda,
+            self.addons.prometheus,
+        ]
         self.register_outputs(
             {
                 "clusterName": self.cluster_name,

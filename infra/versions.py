@@ -41,17 +41,20 @@ KUBERNETES: dict[str, KubernetesPins] = {
 DEFAULT_KUBERNETES_VERSION = "1.35"
 
 CLUSTER_AUTOSCALER = Chart(
-    # Chart 9.59.x ships appVersion 1.35.0 (kubernetes/autoscaler,
-    # cluster-autoscaler/charts/cluster-autoscaler/Chart.yaml); the image tag is set per minor.
+    # kubernetes/autoscaler cluster-autoscaler/charts/cluster-autoscaler/Chart.yaml at commit
+    # 0d4abcf: version 9.59.1, appVersion 1.35.0 (the version seen there; 9.59.0 never was).
+    # The image tag is set per Kubernetes minor below.
     repo="https://kubernetes.github.io/autoscaler",
     chart="cluster-autoscaler",
-    version="9.59.0",
+    version="9.59.1",
 )
 NVIDIA_DEVICE_PLUGIN = Chart(
     # The EKS AL2023 NVIDIA AMI ships the driver and container toolkit, not the device plugin
     # (EKS user guide, "Install Kubernetes device plugin for GPUs").
     repo="https://nvidia.github.io/k8s-device-plugin",
     chart="nvidia-device-plugin",
+    # Chart and image versions move together; nvcr.io/nvidia/k8s-device-plugin:v0.20.1 is the
+    # image NVIDIA's GPU Operator v26.7.1 ships.
     version="0.20.1",
 )
 KUBE_PROMETHEUS_STACK = Chart(
@@ -63,6 +66,7 @@ KEDA = Chart(
     # KEDA 2.20 is tested on Kubernetes 1.33-1.35 (keda.sh/docs/2.20/operate/cluster).
     repo="https://kedacore.github.io/charts",
     chart="keda",
+    # `helm pull kedacore/keda --version 2.20.2` in public install notes; images 2.20.2.
     version="2.20.2",
 )
 

@@ -67,22 +67,46 @@ COMPUTED_OUTPUTS: dict[str, ComputedOutputs] = {
 
 
 def _session_context(args: Mapping[str, Any]) -> dict[str, Any]:
-    """What AWS answers: an assumed-role session ARN maps to the IAM role ARN behind it."""
+    """What AWS answers: an assumed-role session ARN maps to the IAM role ARN behind it.
+
+    The session ARN drops the role's path; the provider looks the role up (iam:GetRole) to
+    restore it, and EKS refuses an access entry for an SSO role without it. IAM Identity
+    Center roles live under ``aws-reserved/sso.amazonaws.com/``.
+    """
     arn = str(args["arn"])
     issuer = arn
     if ":assumed-role/" in arn:
         account = arn.split(":")[4]
         role = arn.split(":assumed-role/")[1].split("/", maxsplit=1)[0]
-        issuer = f"arn:aws:iam::{account}:role/{role}"
+        path = "aws-reserved/sso.amazonaws.com/" if role.startswith("AWSReservedSSO_") else ""
+        issuer = f"arn:aws:iam::{account}:role/{path}{role}"
     return {"arn": arn, "issuerArn": issuer, "id": arn, "issuerId": "", "issuerName": ""}
 
 
+def offerings(args: Mapping[str, Any], zones: list[str]) -> dict[str, Any]:
+    """What EC2 answers for instance-type offerings: one (type, zone) row per pair offered."""
+    (types,) = [f["values"] for f in args["filters"] if f["name"] == "instance-type"]
+    rows = [(t, z) for t in types for z in zones]
+    return {
+        "instanceTypes": [t for t, _ in rows],
+        "locations": [z for _, z in rows],
+        "locationTypes": ["availability-zone"] * len(rows),
+        "id": "offerings",
+    }
+
+
+CallResult = Callable[[Mapping[str, Any]], dict[str, Any]]
+
 # Results of provider functions (invokes), by token.
-CALL_RESULTS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+CALL_RESULTS: dict[str, CallResult] = {
     "aws:index/getAvailabilityZones:getAvailabilityZones": lambda _args: {
         "names": ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"],
         "zoneIds": ["use1-az1", "use1-az2", "use1-az4", "use1-az6"],
     },
+    # Every requested type in every zone the getAvailabilityZones mock lists.
+    "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings": lambda args: offerings(
+        args, ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"]
+    ),
     "aws:index/getCallerIdentity:getCallerIdentity": lambda _args: {
         "accountId": ACCOUNT_ID,
         "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/deployer",
@@ -132,6 +156,23 @@ class Program:
         opts = self.options.get((resource.type, resource.name))
         deps = (opts.depends_on if opts else None) or []
         return {str(getattr(d, "_name", d)) for d in deps}  # type: ignore[union-attr]
+
+    def waits_for(self, resource: Resource) -> set[str]:
+        """Names of everything a resource waits for through chains of explicit dependencies.
+
+        Pulumi orders creation along these chains, and deletion in reverse.
+        """
+        seen: set[str] = set()
+        todo = list(self.depends_on(resource))
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                # Names are unique per type only (a node group and its launch template share one).
+                for r in self.resources:
+                    if r.name == name:
+                        todo += self.depends_on(r)
+        return seen
 
     def of_type(self, type_token: str) -> list[Resource]:
         """Every resource of one type (``aws:eks/nodeGroup:NodeGroup``)."""

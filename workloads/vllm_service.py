@@ -2,8 +2,9 @@
 
 Namespace, API-key Secret, Deployment, Service, ServiceMonitor, PodDisruptionBudget,
 NetworkPolicy and the KEDA ScaledObject. Everything it needs arrives typed and already checked
-(``ModelConfig``, ``AutoscalingSpec``, ``FitResult``); the Kubernetes provider and the platform
-releases it depends on (KEDA, kube-prometheus-stack) come in through ``opts``.
+(``ModelConfig``, ``AutoscalingSpec``, ``FitResult``); the Kubernetes provider comes in through
+``opts``, and what must run first (GPU nodes, device plugin, the KEDA and Prometheus operator
+releases) through ``after``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pulumi_random as random
 from infra import topology
 from workloads import keda
 from workloads.autoscaling import AutoscalingSpec
-from workloads.catalog import GIB, CapacityType
+from workloads.catalog import GIB, CapacityType, InstanceSpec
 from workloads.fit import FitResult
 from workloads.model_config import ModelConfig
 from workloads.versions import VLLM_IMAGE, VLLM_UID
@@ -40,6 +41,11 @@ NAME = "vllm"
 API_KEY_ENV = "VLLM_API_KEY"
 HF_TOKEN_ENV = "HF_TOKEN"
 HTTP_PORT_NAME = "http"
+
+ROLLOUT_DEADLINE_SECONDS = 2 * STARTUP_BUDGET_SECONDS
+"""How long a rollout may go without a new pod turning ready: a node from zero, the image pull
+and the startup budget. Both the Deployment's ``progressDeadlineSeconds`` (whose default of
+600 s would mark an ordinary cold start as failed) and Pulumi's wait use it."""
 
 CHECKOV_SKIPS = {
     "CKV_K8S_11": (
@@ -93,12 +99,16 @@ def _checkov_annotations() -> dict[str, str]:
     }
 
 
-def _host_resources(fit: FitResult) -> tuple[str, str]:
-    """CPU and memory one replica requests: its GPU share of the node, minus room for daemons."""
-    share = fit.tensor_parallel / fit.instance.gpu_count
-    cpu = max(1, math.floor(fit.instance.vcpu * share) - 1)
-    memory_gib = max(4, math.floor(fit.instance.memory_gib * share * 0.7))
-    return str(cpu), f"{memory_gib}Gi"
+def host_requests(instance: InstanceSpec, gpus: int) -> tuple[int, int]:
+    """CPUs and GiB of memory one replica of ``gpus`` GPUs requests.
+
+    Its share of the node, less room for the kubelet's reservation and the DaemonSets (VPC CNI,
+    kube-proxy, Pod Identity agent, EBS CSI node, device plugin, node exporter).
+    """
+    share = gpus / instance.gpu_count
+    cpu = max(1, math.floor(instance.vcpu * share) - 1)
+    memory_gib = max(4, math.floor(instance.memory_gib * share * 0.7))
+    return cpu, memory_gib
 
 
 def _model_cache_gib(fit: FitResult) -> int:
@@ -126,7 +136,7 @@ class VllmService(pulumi.ComponentResource):
         api_key: pulumi.Input[str] | None = None,
         hf_token: pulumi.Input[str] | None = None,
         namespace: str = topology.VLLM_NAMESPACE,
-        crd_releases: Sequence[pulumi.Resource] = (),
+        after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("qwen-stress:workloads:VllmService", name, None, opts)
@@ -148,7 +158,11 @@ class VllmService(pulumi.ComponentResource):
                     "pod-security.kubernetes.io/enforce": "restricted",
                 },
             },
-            opts=child,
+            # Every other object depends on the namespace, so this one list orders them all: created
+            # once the GPU nodes, device plugin and CRDs exist (the Deployment's wait starts when a
+            # pod can schedule), deleted while nodes still run the drain and KEDA removes its
+            # finalizer. A component's depends_on would not reach its children.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
         )
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
 
@@ -187,7 +201,7 @@ class VllmService(pulumi.ComponentResource):
                 {
                     **_checkov_annotations(),
                     # A cold start (node boot, image pull, weights) outlasts Pulumi's 10 minutes.
-                    "pulumi.com/timeoutSeconds": str(2 * STARTUP_BUDGET_SECONDS),
+                    "pulumi.com/timeoutSeconds": str(ROLLOUT_DEADLINE_SECONDS),
                 },
             ),
             spec=self._deployment_spec(
@@ -237,8 +251,7 @@ class VllmService(pulumi.ComponentResource):
                     }
                 ],
             },
-            # A component's depends_on does not reach its children: name the CRDs' releases here.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[service, *crd_releases]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[service]),
         )
 
         # One replica at a time: node rotation proceeds, capacity never drops by more.
@@ -289,7 +302,7 @@ class VllmService(pulumi.ComponentResource):
             spec=keda.scaled_object_spec(
                 autoscaling, deployment=NAME, namespace=namespace, served_name=model.served
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment, *crd_releases]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
         )
 
         self.hourly_usd_per_replica = fit.hourly_usd_per_replica(capacity_type)
@@ -300,7 +313,7 @@ class VllmService(pulumi.ComponentResource):
         cls,
         name: str,
         cfg: StackConfig,
-        crd_releases: Sequence[pulumi.Resource] = (),
+        after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> VllmService:
         """The service a stack's validated configuration describes."""
@@ -312,7 +325,7 @@ class VllmService(pulumi.ComponentResource):
             capacity_type=cfg.gpu.capacity_type,
             api_key=cfg.api_key.get_secret_value() if cfg.api_key else None,
             hf_token=cfg.hf_token.get_secret_value() if cfg.hf_token else None,
-            crd_releases=crd_releases,
+            after=after,
             opts=opts,
         )
 
@@ -321,7 +334,8 @@ class VllmService(pulumi.ComponentResource):
         labels: dict[str, str], model: ModelConfig, fit: FitResult, *, secret_name: str, hf: bool
     ) -> Body:
         launch = vllm_launch(model, fit)
-        cpu, memory = _host_resources(fit)
+        cpu_count, memory_gib = host_requests(fit.instance, fit.gpus_per_replica)
+        cpu, memory = str(cpu_count), f"{memory_gib}Gi"
         gpus = str(fit.gpus_per_replica)
         env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in launch.env.items()]
         env.append(
@@ -386,6 +400,7 @@ class VllmService(pulumi.ComponentResource):
         }
         return {
             "selector": {"matchLabels": labels},
+            "progressDeadlineSeconds": ROLLOUT_DEADLINE_SECONDS,
             # Replicas are KEDA's: leaving the field unset keeps `pulumi up` from resetting them.
             "strategy": {
                 "type": "RollingUpdate",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from infra import topology, versions
@@ -98,3 +99,10 @@ def test_eks_addons_use_the_default_build_of_the_pinned_version(dev: Program) ->
         assert addon.inputs["addonVersion"] == f"{name}-for-1.35-eksbuild.1"
         assert addon.inputs["resolveConflictsOnCreate"] == "OVERWRITE"
         assert "nodes-system" in dev.depends_on(addon)
+
+
+def test_vpc_cni_enforces_network_policies(dev: Program) -> None:
+    """The vLLM NetworkPolicy only restricts anything if the CNI enforces policies."""
+    addons = {a.inputs["addonName"]: a.inputs for a in dev.of_type("aws:eks/addon:Addon")}
+    assert json.loads(addons["vpc-cni"]["configurationValues"]) == {"enableNetworkPolicy": "true"}
+    assert dev.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")

@@ -71,4 +71,5 @@ def test_sso_session_gets_its_role_not_the_session_arn(monkeypatch: pytest.Monke
         lambda _args: {"accountId": ACCOUNT_ID, "arn": session, "userId": "AROA", "id": "x"},
     )
     principal, _ = _admin(run_program("dev"))
-    assert principal == f"arn:aws:iam::{ACCOUNT_ID}:role/AWSReservedSSO_Admin_0123"
+    sso = "aws-reserved/sso.amazonaws.com"
+    assert principal == f"arn:aws:iam::{ACCOUNT_ID}:role/{sso}/AWSReservedSSO_Admin_0123"

@@ -83,14 +83,39 @@ def test_only_expected_managed_policies_are_attached(dev: Program) -> None:
     assert attached == {*iam.EKS_CLUSTER_POLICIES, *iam.NODE_POLICIES, *iam.EBS_CSI_POLICIES}
 
 
-def test_pod_identity_roles_trust_only_eks_pod_identity(dev: Program) -> None:
+def test_pod_identity_roles_trust_only_their_service_account_in_this_cluster(
+    dev: Program,
+) -> None:
     roles = {
         r.name: json.loads(r.inputs["assumeRolePolicy"]) for r in dev.of_type("aws:iam/role:Role")
     }
-    for name in ("addons-cluster-autoscaler", "eks-addons-ebs-csi"):
+    ca = dev.one("aws:eks/podIdentityAssociation:PodIdentityAssociation").inputs
+    (ebs,) = dev.one("aws:eks/addon:Addon", "aws-ebs-csi-driver").inputs["podIdentityAssociations"]
+    bound = {
+        "addons-cluster-autoscaler": (ca["namespace"], ca["serviceAccount"]),
+        # The EBS CSI add-on installs its controller into kube-system.
+        "eks-addons-ebs-csi": ("kube-system", ebs["serviceAccount"]),
+    }
+    for name, (namespace, service_account) in bound.items():
         (statement,) = roles[name]["Statement"]
         assert statement["Principal"] == {"Service": "pods.eks.amazonaws.com"}
         assert set(statement["Action"]) == {"sts:AssumeRole", "sts:TagSession"}
+        assert statement["Condition"] == {
+            "StringEquals": {
+                "aws:RequestTag/eks-cluster-name": dev.outputs["clusterName"],
+                "aws:RequestTag/kubernetes-namespace": namespace,
+                "aws:RequestTag/kubernetes-service-account": service_account,
+            }
+        }
+
+
+def test_node_and_control_plane_roles_trust_their_service(dev: Program) -> None:
+    trusted = {
+        json.loads(r.inputs["assumeRolePolicy"])["Statement"][0]["Principal"]["Service"]
+        for r in dev.of_type("aws:iam/role:Role")
+        if r.name in ("cluster-control-plane", "nodes-node")
+    }
+    assert trusted == {"eks.amazonaws.com", "ec2.amazonaws.com"}
 
 
 def test_autoscaler_service_account_is_bound_to_its_role(dev: Program) -> None:

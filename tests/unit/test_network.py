@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
 import pytest
 
-from infra.network import subnet_layout
+from infra.network import subnet_layout, usable_zones
 from tests import pulumi_mocks
 from tests.pulumi_mocks import Program, run_program, stack_config
 
@@ -88,3 +89,51 @@ def test_region_with_too_few_zones_is_refused(monkeypatch: pytest.MonkeyPatch) -
     network = dict(stack_config("a10g")["qwen-stress:network"])  # asks for 3 AZs
     with pytest.raises(pulumi.RunError, match=r"network\.azCount is 3, but us-east-1 has only 2"):
         run_program("dev", overrides={"qwen-stress:network": network})
+
+
+def _offered_except(gpu_missing_in: set[str]) -> pulumi_mocks.CallResult:
+    def answer(args: Mapping[str, Any]) -> dict[str, Any]:
+        result = pulumi_mocks.offerings(args, ["us-east-1a", "us-east-1b", "us-east-1c"])
+        rows = [
+            (t, z)
+            for t, z in zip(result["instanceTypes"], result["locations"], strict=True)
+            if not (t.startswith("g") and z in gpu_missing_in)
+        ]
+        return {**result, "instanceTypes": [t for t, _ in rows], "locations": [z for _, z in rows]}
+
+    return answer
+
+
+def test_subnets_skip_zones_without_the_gpu_instance_type(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(
+        pulumi_mocks.CALL_RESULTS,
+        "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings",
+        _offered_except({"us-east-1a"}),
+    )
+    program = run_program("dev")
+    zones = {s["availabilityZone"] for s in _subnets(program, "private")}
+    assert zones == {"us-east-1b", "us-east-1c"}
+
+
+def test_too_few_zones_with_the_gpu_instance_type_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(
+        pulumi_mocks.CALL_RESULTS,
+        "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings",
+        _offered_except({"us-east-1a", "us-east-1b"}),
+    )
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program("dev")
+    message = str(caught.value)
+    assert "qwen-stress:network.azCount is 2, but only 1" in message
+    assert "c6i.2xlarge and g4dn.xlarge (us-east-1c)" in message
+    assert "gpu.instanceType" in message
+
+
+def test_usable_zones_need_every_node_type_and_keep_the_region_order() -> None:
+    offerings = [("g5.xlarge", "b"), ("g5.xlarge", "d"), ("m5.large", "d"), ("m5.large", "b")]
+    offerings.append(("m5.large", "a"))
+    assert usable_zones(["a", "b", "c", "d"], offerings, ["g5.xlarge", "m5.large"]) == ["b", "d"]

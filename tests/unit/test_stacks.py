@@ -76,6 +76,15 @@ def test_kubeconfig_is_a_secret_that_gets_a_token_from_the_aws_cli() -> None:
     assert exec_["args"][exec_["args"].index("--cluster-name") + 1] == "qwen-dev-dev"
     assert exec_["args"][exec_["args"].index("--region") + 1] == "us-east-1"
     assert "token" not in json.dumps(user["user"]).replace("get-token", "")
+    assert "env" not in exec_  # the shell's own AWS identity
+
+
+def test_aws_profile_reaches_the_provider_and_the_kubeconfig() -> None:
+    """An explicit provider ignores aws:profile unless told, and so would `aws eks get-token`."""
+    program = run_program("dev", overrides={"aws:profile": "gpu-lab"})
+    assert program.one("pulumi:providers:aws").inputs["profile"] == "gpu-lab"
+    exec_ = json.loads(program.outputs["kubeconfig"])["users"][0]["user"]["exec"]
+    assert exec_["env"] == [{"name": "AWS_PROFILE", "value": "gpu-lab"}]
 
 
 def test_the_kubernetes_provider_uses_the_kubeconfig_and_waits_for_admin_access() -> None:
@@ -117,5 +126,20 @@ def test_custom_resources_wait_for_the_releases_that_install_their_crds() -> Non
     program = example("dev")
     scaled = program.one("kubernetes:keda.sh/v1alpha1:ScaledObject")
     monitor = program.one("kubernetes:monitoring.coreos.com/v1:ServiceMonitor")
-    assert "addons-keda" in program.depends_on(scaled)
-    assert "addons-kube-prometheus-stack" in program.depends_on(monitor)
+    assert "addons-keda" in program.waits_for(scaled)
+    assert "addons-kube-prometheus-stack" in program.waits_for(monitor)
+
+
+def test_every_vllm_object_comes_after_the_gpu_nodes_and_goes_before_them() -> None:
+    """Created once a pod can schedule; deleted while nodes, device plugin and KEDA still run."""
+    program = example("dev")
+    platform = {"nodes-gpu", "addons-nvidia-device-plugin", "addons-keda"}
+    platform.add("addons-kube-prometheus-stack")
+    vllm = [
+        r
+        for r in program.resources
+        if r.type.startswith("kubernetes:") and r.name.startswith("qwen-")
+    ]
+    assert len(vllm) >= 8
+    for resource in vllm:
+        assert platform <= program.waits_for(resource), resource.name

@@ -21,9 +21,11 @@ from tests.k8s_manifests import (
     write_manifests,
 )
 from tests.pulumi_mocks import ROOT, Program, example_stacks, run_function, stack_config
+from workloads import catalog
+from workloads.catalog import InstanceSpec
 from workloads.versions import VLLM_IMAGE
 from workloads.vllm_args import DRAIN_SECONDS, PRESTOP_SECONDS
-from workloads.vllm_service import CHECKOV_SKIPS, VllmService
+from workloads.vllm_service import CHECKOV_SKIPS, VllmService, host_requests
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
@@ -104,6 +106,42 @@ def test_deployment_lands_on_gpu_nodes_with_one_gpu(dev: Program) -> None:
     assert "cpu" not in resources["limits"]  # see CHECKOV_SKIPS["CKV_K8S_11"]
 
 
+def _allocatable(instance: InstanceSpec) -> tuple[float, float]:
+    """CPUs and GiB the kubelet of an EKS AL2023 node offers pods, less the DaemonSets' requests.
+
+    kube-reserved as the EKS AMI computes it (amazon-eks-ami nodeadm, getCPUMillicoresToReserve:
+    6% of the first core, 1% of the second, 0.5% of the next two, 0.25% of the rest;
+    getMemoryMebibytesToReserve: 255 MiB + 11 MiB per pod, with max pods taken high: 110 below
+    30 vCPUs, 737 above, the largest ENI-based figure), the 100 MiB eviction threshold, 5% of
+    the EC2 memory figure that the OS never shows the kubelet, and 0.3 CPU / 0.5 GiB of
+    DaemonSets.
+    """
+    cores = instance.vcpu
+    reserved_cpu = 0.06 + 0.01 * (cores >= 2) + 0.005 * min(max(cores - 2, 0), 2)
+    reserved_cpu += 0.0025 * max(cores - 4, 0)
+    max_pods = 110 if cores < 30 else 737
+    reserved_gib = (255 + 11 * max_pods + 100) / 1024
+    return cores - reserved_cpu - 0.3, instance.memory_gib * 0.95 - reserved_gib - 0.5
+
+
+@pytest.mark.parametrize(
+    "instance", catalog.gpu_instances(), ids=lambda i: str(getattr(i, "instance_type", i))
+)
+def test_replicas_fit_the_node_beside_the_kubelet_and_daemonsets(instance: InstanceSpec) -> None:
+    """A pod whose CPU or memory request the node cannot hold stays Pending beside a free GPU."""
+    cpu, memory = _allocatable(instance)
+    for gpus in (g for g in (1, 2, 4, 8) if g <= instance.gpu_count):
+        replicas = instance.gpu_count // gpus
+        cpu_each, memory_each = host_requests(instance, gpus)
+        assert replicas * cpu_each <= cpu, (gpus, cpu_each, cpu)
+        assert replicas * memory_each <= memory, (gpus, memory_each, memory)
+
+
+def test_dev_replica_requests_most_of_a_t4_node(dev: Program) -> None:
+    requests = _container(dev)["resources"]["requests"]
+    assert (requests["cpu"], requests["memory"]) == ("3", "11Gi")  # g4dn.xlarge: 4 vCPU, 16 GiB
+
+
 def test_tensor_parallel_takes_that_many_gpus_and_more_shared_memory(sharded: Program) -> None:
     container = _container(sharded)
     assert container["resources"]["limits"][topology.GPU_RESOURCE] == "2"
@@ -124,6 +162,17 @@ def test_probes_allow_a_long_cold_start_then_watch_health(dev: Program) -> None:
         container["livenessProbe"]["failureThreshold"] * container["livenessProbe"]["periodSeconds"]
         < startup["failureThreshold"] * startup["periodSeconds"]
     )
+
+
+def test_a_cold_start_is_not_a_failed_rollout(dev: Program) -> None:
+    """Kubernetes (progress deadline) and Pulumi (await timeout) both wait out a cold start."""
+    deployment = dev.one(DEPLOYMENT).inputs
+    startup = _container(dev)["startupProbe"]
+    startup_budget = startup["periodSeconds"] * startup["failureThreshold"]
+    deadline = deployment["spec"]["progressDeadlineSeconds"]
+    assert deadline >= startup_budget + 10 * 60  # plus a node from zero and the image pull
+    assert int(deployment["metadata"]["annotations"]["pulumi.com/timeoutSeconds"]) == deadline
+    assert "replicas" not in deployment["spec"]  # KEDA's
 
 
 def test_scale_in_drains_in_flight_requests(dev: Program) -> None:
