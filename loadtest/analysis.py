@@ -88,6 +88,15 @@ def stats(records: list[RequestRecord], duration_s: float, slo: Slo) -> dict[str
     return out
 
 
+def failure_examples(records: list[RequestRecord]) -> dict[str, str]:
+    """The first failure's detail per reason: what the server said, which counts alone do not."""
+    out: dict[str, str] = {}
+    for r in records:
+        if not r.ok and r.reason and r.reason not in out:
+            out[r.reason] = r.detail or ""
+    return dict(sorted(out.items()))
+
+
 def _mean(values: list[int]) -> float | None:
     return round(sum(values) / len(values), 2) if values else None
 
@@ -104,20 +113,21 @@ def _meets(record: RequestRecord, limits: dict[str, float]) -> bool:
 def assign(
     records: list[RequestRecord], spans: list[StepSpan], t0: float
 ) -> list[list[RequestRecord]]:
-    """Group records by the step during which each was sent.
+    """Group records by the step during which each was sent: the last one started by then.
 
-    A request sent after the last step ended (in the moment the stop takes to reach the
-    workers) still belongs to the last step; one sent before the first step (none are) drops.
+    A step's load is offered until the next step's is applied, so a request sent between a
+    step's end and the next one's start (the moment the runner takes to judge one step and
+    start the next) is the earlier step's, and one sent after the last step ended (before the
+    stop reached the workers) the last step's. Event times are rounded to the millisecond, so
+    one sent within that of the first step's start is the first step's: no record is dropped.
     """
     groups: list[list[RequestRecord]] = [[] for _ in spans]
     if not spans:
         return groups
     starts = np.array([s.start_s for s in spans])
     for record in records:
-        offset = record.start - t0
-        i = int(np.searchsorted(starts, offset, side="right")) - 1
-        if i >= 0 and (offset < spans[i].end_s or i == len(spans) - 1):
-            groups[i].append(record)
+        i = int(np.searchsorted(starts, record.start - t0, side="right")) - 1
+        groups[max(i, 0)].append(record)
     return groups
 
 
@@ -210,6 +220,7 @@ def analyze(  # noqa: PLR0917 - the run's parts, each read from its own file
     total = sum(s.duration_s for s in spans) if spans else 1e-3
     overall = stats(in_steps, total, slo)
     overall["slo_pass"] = slo.passes(overall)
+    overall["failure_examples"] = failure_examples(in_steps)
     return {
         "overall": overall,
         "steps": steps,

@@ -28,7 +28,6 @@ class WorkerVitals:
 
     pid: int
     cpu: float = 0.0
-    inflight: int = 0
     arrivals: int = 0
     dropped: int = 0
     late: int = 0
@@ -38,6 +37,11 @@ class WorkerVitals:
     """``(send time, TTFT ms or None)`` of its open requests, as of the last batch."""
     open_at: float = 0.0
     """Wall-clock time of that snapshot."""
+
+    @property
+    def inflight(self) -> int:
+        """Its requests open as of the last batch."""
+        return len(self.open)
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,6 @@ class Collector:
         self.workers[int(data["worker"])] = WorkerVitals(
             pid=int(data["pid"]),
             cpu=float(data["cpu"]),
-            inflight=int(data["inflight"]),
             arrivals=int(data["arrivals"]),
             dropped=int(data["dropped"]),
             late=int(data["late"]),
@@ -133,7 +136,6 @@ class Collector:
         vitals = self.workers.get(worker)
         if vitals is not None:
             vitals.lost = True
-            vitals.inflight = 0
             vitals.open = []
 
     def worker_of_pid(self, pid: int) -> int | None:

@@ -57,19 +57,27 @@ def estimate(
     window: tuple[float, float],
     time_scale: float,
     node_gpu_hours: float | None = None,
-) -> dict[str, Any] | None:
-    """The cost object of ``summary.json``, or None when the target's GPU is unknown.
+) -> dict[str, Any]:
+    """The cost object of ``summary.json``; ``usd`` is None when the target's GPU is unknown.
 
     ``node_gpu_hours`` (a fleet that models its nodes) replaces the replica-based figure: nodes
     are billed from launch to removal, booting and idle ones included.
     """
     gpu = target.get("gpu")
+    unknown = {
+        "gpu": gpu,
+        "instance_type": None,
+        "usd_per_gpu_hour": None,
+        "gpu_hours": node_gpu_hours,
+        "usd": None,
+        "time_scale": time_scale,
+    }
     if not gpu:
-        return None
+        return {**unknown, "basis": "no estimate: the target does not say which GPU serves it"}
     try:
         usd, instance_type = price_per_gpu_hour(gpu, target.get("instance_type"))
-    except catalog.CatalogError:
-        return None
+    except catalog.CatalogError as err:
+        return {**unknown, "basis": f"no estimate: {err}"}
     gpus = int(target.get("gpus_per_replica") or 1)
     replicas = int(target.get("replicas") or 1)
     hours = gpu_seconds(timeline, replicas, gpus, *window) / 3600.0 / time_scale

@@ -29,13 +29,15 @@ from loadtest.records import (
     REASON_TIMEOUT,
     RequestRecord,
     http_reason,
+    refused_outright,
 )
 from loadtest.streaming import StreamOutcome, read_generate, read_sse
 from loadtest.workload import RequestBuilder, Workload
 
-CONNECT_RETRY_PAUSE_S = 1.0
-"""After a connection-level failure a user waits this long, so a down target is probed, not
-hammered in a tight loop that would burn the worker's CPU and flood the records."""
+RETRY_PAUSE_S = 1.0
+"""After a failure that load does not explain (no connection, a refused request) a user waits
+this long, so a down or misconfigured target is probed, not hammered in a tight loop that
+would burn the worker's CPU and flood the records."""
 
 LATE_AFTER_MS = 50.0
 """An open-loop arrival sent later than this after its scheduled time counts as late."""
@@ -226,10 +228,10 @@ class LLMUser(LLMClientUser):
 
     @task
     def complete(self) -> None:
-        """One streamed completion, then the connection-failure pause if it could not connect."""
+        """One streamed completion, then a pause if it failed in a way load does not explain."""
         record = self.send()
-        if record.reason == REASON_CONNECTION:
-            gevent.sleep(CONNECT_RETRY_PAUSE_S)
+        if refused_outright(record.status, record.reason):
+            gevent.sleep(RETRY_PAUSE_S)
 
 
 class ArrivalUser(LLMClientUser):

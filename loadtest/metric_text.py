@@ -62,18 +62,37 @@ def load_label(step: dict[str, Any]) -> str:
     return f"{step.get('users')} users"
 
 
+_HEAVIER_LOAD = {"fixed": "--users", "soak": "--users", "poisson": "--rate"}
+"""The flag that offers more load, per plan (else ``--max-users``)."""
+
+
+def _no_success(overall: dict[str, Any]) -> str | None:
+    """The headline of a run in which no request succeeded: that measured the setup, not load."""
+    if overall["requests"] > overall["failures"]:
+        return None
+    if not overall["requests"]:
+        return "No request finished: nothing was measured."
+    reasons = ", ".join(f"{k} {v}" for k, v in overall["failures_by_reason"].items())
+    example = next(iter((overall.get("failure_examples") or {}).values()), None)
+    seen = f"; first: {example[:160]}" if example else ""
+    return (
+        f"No request succeeded ({reasons}{seen}): check the target and the request "
+        "(URL, key, model) before reading capacity from this run."
+    )
+
+
 def headline(summary: dict[str, Any]) -> str:
     """The capacity sentence at the top of every report."""
+    failed = _no_success(summary["overall"])
+    if failed:
+        return failed
     cap = summary["capacity"]
     if cap["step"] is None:
         return "No load step met the SLOs: capacity is below the lowest load tried."
     # Older summaries lack the flag; they were written when only a failure ended a ramp.
     at_least = "" if cap.get("limit_found", True) else "at least "
-    bound = (
-        ""
-        if at_least == ""
-        else " No step failed: raise --max-users (or the rate) to find the limit."
-    )
+    flag = _HEAVIER_LOAD.get(summary.get("plan", ""), "--max-users")
+    bound = "" if at_least == "" else f" No heavier step failed: raise {flag} to find the limit."
     if cap["max_users_within_slo"] is not None:
         return (
             f"Capacity: {at_least}{cap['max_users_within_slo']} concurrent users "
@@ -85,7 +104,7 @@ def headline(summary: dict[str, Any]) -> str:
 def cost_line(summary: dict[str, Any]) -> str | None:
     """The estimated cost sentence, or None when the GPU is unknown."""
     c = summary.get("cost")
-    if not c:
+    if not c or c.get("usd") is None:
         return None
     scaled = (
         ""
@@ -96,6 +115,18 @@ def cost_line(summary: dict[str, Any]) -> str | None:
         f"Estimated GPU cost: {c['gpu_hours']:.3f} GPU-hours x ${c['usd_per_gpu_hour']:.3f} "
         f"({c['gpu']}, {c['instance_type']}) = ${c['usd']:.2f}{scaled}."
     )
+
+
+def failure_lines(summary: dict[str, Any]) -> list[str]:
+    """Failures by reason, then what the first failure of each reason said."""
+    overall = summary["overall"]
+    if not overall["failures_by_reason"]:
+        return []
+    counts = ", ".join(f"{k} {v}" for k, v in overall["failures_by_reason"].items())
+    examples = overall.get("failure_examples") or {}
+    return [f"Failures: {counts}"] + [
+        f"First {reason}: {' '.join(detail.split())[:200]}" for reason, detail in examples.items()
+    ]
 
 
 def _cluster_s(seconds: float | None) -> str:

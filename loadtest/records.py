@@ -27,6 +27,21 @@ def http_reason(status: int) -> str:
     return f"http_{status}"
 
 
+_LOAD_DEPENDENT_4XX = (408, 429)
+"""Client errors an overloaded server or gateway sends: request timeout, rate limit."""
+
+
+def refused_outright(status: int, reason: str | None) -> bool:
+    """A failure that no change of load would fix: no connection, or the request itself refused.
+
+    A 4xx other than 408 and 429 says the request is wrong (key, model name, length); sent again
+    at once it fails again at once, so a user pauses instead of flooding target and records.
+    """
+    if reason == REASON_CONNECTION:
+        return True
+    return 400 <= status < 500 and status not in _LOAD_DEPENDENT_4XX
+
+
 @dataclass(slots=True)
 class RequestRecord:
     """Timings and token counts of one request, as the client saw them.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,11 +15,11 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from loadtest import records, run_files
 from loadtest.metric_text import (
     DEFINITIONS,
     autoscaling_lines,
     cost_line,
+    failure_lines,
     headline,
     load_label,
     ms,
@@ -28,6 +27,7 @@ from loadtest.metric_text import (
     slo_text,
     warnings,
 )
+from loadtest.records import RequestRecord
 
 _COLUMNS = (
     "step", "phase", "load", "window", "requests", "failures", "success", "RPS", "goodput",
@@ -65,10 +65,10 @@ def _layout(fig: go.Figure, title: str, y: str) -> go.Figure:
     return fig
 
 
-def _buckets(run_dir: Path, t0: float, run_s: float) -> dict[str, Any]:
+def _buckets(recs: list[RequestRecord], t0: float, run_s: float) -> dict[str, Any]:
     width = max(2.0, math.ceil(run_s / 80.0))
     by_bucket: dict[int, dict[str, list[float]]] = {}
-    for r in records.read(run_dir / run_files.REQUESTS):
+    for r in recs:
         b = by_bucket.setdefault(int((r.start - t0) // width), {"ttft": [], "e2e": [], "fail": []})
         if r.ok:
             if r.ttft_ms is not None:
@@ -89,8 +89,9 @@ def _buckets(run_dir: Path, t0: float, run_s: float) -> dict[str, Any]:
     return out
 
 
-def _figures(run_dir: Path, summary: dict[str, Any], t0: float) -> list[go.Figure]:
-    timeline = [s for s in run_files.read_jsonl(run_dir / run_files.TIMELINE) if "t" in s]
+def _figures(
+    summary: dict[str, Any], timeline: list[dict[str, Any]], recs: list[RequestRecord], t0: float
+) -> list[go.Figure]:
     steps = summary["steps"]
     t = [s["t"] for s in timeline]
     figures = []
@@ -114,7 +115,7 @@ def _figures(run_dir: Path, summary: dict[str, Any], t0: float) -> list[go.Figur
     load.update_yaxes(title_text="requests/s", secondary_y=True)
     figures.append(load)
 
-    b = _buckets(run_dir, t0, summary["duration_s"])
+    b = _buckets(recs, t0, summary["duration_s"])
     # TTFT is tens to hundreds of ms, E2E seconds: on one axis TTFT would be a flat line.
     lat = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
     for row, (metric, dash) in enumerate((("ttft", None), ("e2e", "dot")), start=1):
@@ -280,10 +281,14 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.25rem 1rem} dt{font-
 """
 
 
-def render(run_dir: Path, summary: dict[str, Any]) -> str:
-    """The whole HTML page."""
-    config = run_files.read_json(run_dir / run_files.CONFIG)
-    figures = _figures(run_dir, summary, float(config["started_at"]))
+def render(
+    summary: dict[str, Any],
+    timeline: list[dict[str, Any]],
+    recs: list[RequestRecord],
+    t0: float,
+) -> str:
+    """The whole HTML page: the summary, and charts from the timeline and the raw records."""
+    figures = _figures(summary, timeline, recs, t0)
     charts = [
         pio.to_html(fig, include_plotlyjs=(i == 0), full_html=False, config={"displaylogo": False})
         for i, fig in enumerate(figures)
@@ -310,6 +315,7 @@ def render(run_dir: Path, summary: dict[str, Any]) -> str:
     if cost:
         parts.append(f"<p>{esc(cost)}</p>")
     parts += [f"<p>{esc(line)}</p>" for line in autoscaling_lines(summary)]
+    parts += [f"<p>{esc(line)}</p>" for line in failure_lines(summary)]
     parts += [f"<div class='warn'>{esc(w)}</div>" for w in warnings(summary)]
     parts += ["<h2>Load steps</h2>", _table(summary["steps"]), "<h2>Over time</h2>", *charts]
     parts.append("<h2>Metric definitions</h2><dl>")

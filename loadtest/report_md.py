@@ -8,6 +8,7 @@ from loadtest.metric_text import (
     DEFINITIONS,
     autoscaling_lines,
     cost_line,
+    failure_lines,
     headline,
     load_label,
     ms,
@@ -51,9 +52,8 @@ def render(summary: dict[str, Any]) -> str:
         *(_row(s) for s in summary["steps"]),
         "",
     ]
-    failures = summary["overall"]["failures_by_reason"]
-    if failures:
-        lines += ["Failures: " + ", ".join(f"{k} {v}" for k, v in failures.items()), ""]
+    for line in failure_lines(summary):
+        lines += [line, ""]
     cost = cost_line(summary)
     if cost:
         lines += [cost, ""]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from loadtest import plans, run_files, slo, workload
 from loadtest.run_spec import RunSpec
@@ -93,8 +94,8 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
     url: Annotated[
         str | None,
         typer.Option(
-            help="OpenAI-compatible endpoint to load; without it, the local "
-            "autoscaling twin (an emulated vLLM fleet) is started on 127.0.0.1."
+            help="OpenAI-compatible endpoint to load (base URL, with or without /v1); without "
+            "it, the local autoscaling twin (an emulated vLLM fleet) is started on 127.0.0.1."
         ),
     ] = None,
     api_key_env: Annotated[
@@ -123,8 +124,8 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
     plan: Annotated[
         str | None,
         typer.Option(
-            help=f"Load plan: {', '.join(sorted(plans.PLANS))} (default "
-            f"capacity; --users means fixed)."
+            help=f"Load plan: {', '.join(sorted(plans.PLANS))} (default capacity; "
+            "--users or --duration mean fixed, --rate poisson)."
         ),
     ] = None,
     users: Annotated[
@@ -220,6 +221,66 @@ def _execute(spec: RunSpec) -> tuple[dict[str, Any], Any]:
     return summary, outcome
 
 
+_PLAN_FLAGS = {
+    "baseline_users": "baseline_users",
+    "step_users": "step_users",
+    "max_users": "max_users",
+    "step_duration_s": "step_duration",
+    "soak_s": "soak",
+    "spawn_rate": "spawn_rate",
+    "users": "users",
+    "duration_s": "duration",
+    "rates": "rate",
+}
+"""``PlanOptions`` field -> the ``run`` parameter it comes from."""
+
+
+def _plan_options(args: dict[str, Any], scale: float) -> plans.PlanOptions:
+    """The plan's options from the flags; an out-of-range value is named by its flag."""
+    try:
+        return plans.PlanOptions(
+            baseline_users=args["baseline_users"],
+            step_users=args["step_users"],
+            max_users=args["max_users"],
+            step_duration_s=seconds("--step-duration", args["step_duration"]) * scale,
+            soak_s=seconds("--soak", args["soak"]) * scale,
+            spawn_rate=args["spawn_rate"],
+            users=args["users"],
+            duration_s=(
+                seconds("--duration", args["duration"]) * scale if args["duration"] else None
+            ),
+            rates=_rates(args["rate"]),
+        )
+    except ValidationError as err:
+        first = err.errors()[0]
+        param = _PLAN_FLAGS[str(first["loc"][0])]
+        flag = "--" + param.replace("_", "-")
+        raise UsageError(f"{flag} {args[param]}: {first['msg'].lower()}") from None
+
+
+_PLANS_OF = {"users": ("fixed", "soak"), "duration": ("fixed",), "rate": ("poisson",)}
+"""Flags that only some plans read: given to another plan they would be silently ignored."""
+
+
+def _plan_name(args: dict[str, Any]) -> str:
+    """``--plan``, else the plan the load flags imply; a flag the plan would ignore is refused."""
+    name: str = args["plan"] or (
+        "poisson"
+        if args["rate"]
+        else "fixed"
+        if args["users"] is not None or args["duration"]
+        else "capacity"
+    )
+    for param, readers in _PLANS_OF.items():
+        if args[param] is not None and name in plans.PLANS and name not in readers:
+            raise UsageError(
+                f"--{param} is read by the {' and '.join(readers)} plan"
+                f"{'s' if len(readers) > 1 else ''} only, not by {name}; drop it or pass "
+                f"--plan {readers[0]}"
+            )
+    return name
+
+
 def _spec(args: dict[str, Any]) -> RunSpec:
     mix = workload.load(args["workload_file"]).with_max_tokens(args["max_tokens"])
     if args["endpoint"] is not None:
@@ -227,7 +288,7 @@ def _spec(args: dict[str, Any]) -> RunSpec:
             raise UsageError(f"--endpoint {args['endpoint']!r}: use chat, completions or generate")
         mix = mix.with_endpoint(args["endpoint"])
     objectives = slo.parse(args["slo_text"])
-    name = args["plan"] or ("fixed" if args["users"] is not None else "capacity")
+    name = _plan_name(args)
     local = args["url"] is None
     scale = (
         args["time_scale"]
@@ -236,17 +297,7 @@ def _spec(args: dict[str, Any]) -> RunSpec:
     )
     if scale <= 0:
         raise UsageError(f"--time-scale {scale}: must be above 0")
-    options = plans.PlanOptions(
-        baseline_users=args["baseline_users"],
-        step_users=args["step_users"],
-        max_users=args["max_users"],
-        step_duration_s=seconds("--step-duration", args["step_duration"]) * scale,
-        soak_s=seconds("--soak", args["soak"]) * scale,
-        spawn_rate=args["spawn_rate"],
-        users=args["users"],
-        duration_s=seconds("--duration", args["duration"]) * scale if args["duration"] else None,
-        rates=_rates(args["rate"]),
-    )
+    options = _plan_options(args, scale)
     plan = plans.create(name, options)
     key_env = args["api_key_env"]
     if key_env is not None and not os.environ.get(key_env):
@@ -273,11 +324,8 @@ def _spec(args: dict[str, Any]) -> RunSpec:
         if args["gpu"] or args["config"]:
             raise UsageError("--gpu and --config describe the local target; drop them with --url")
         target = UrlTarget(args["url"])
-        if model_name is None and mix.endpoint != "generate":
-            found = list_models(args["url"], os.environ.get(key_env) if key_env else None)
-            if not found:
-                raise UsageError(f"cannot list models at {args['url']}/v1/models; pass --model")
-            model_name = found[0]
+        if mix.endpoint != "generate":
+            model_name = _check_endpoint(target.base_url, key_env, model_name)
     return RunSpec(
         out_dir=out,
         plan=plan,
@@ -292,6 +340,29 @@ def _spec(args: dict[str, Any]) -> RunSpec:
         max_inflight=args["max_inflight"],
         command=sys.argv[1:],
     )
+
+
+def _check_endpoint(base_url: str, key_env: str | None, model: str | None) -> str | None:
+    """Ask ``/v1/models`` once: a refused key stops here, and it names the model if none was given.
+
+    Without this, a wrong key is a run of instant 401s; a target that does not answer is left
+    to the run itself, which counts the failures and reports them.
+    """
+    status, found = list_models(base_url, os.environ.get(key_env) if key_env else None)
+    url = f"{base_url}/v1/models"
+    if status in (401, 403):
+        fix = (
+            f"check the key in ${key_env} (--api-key-env)"
+            if key_env
+            else "name the variable holding the key with --api-key-env"
+        )
+        raise UsageError(f"{url} answered HTTP {status}, the API key was refused: {fix}")
+    if model is not None:
+        return model
+    if not found:
+        answer = "nothing answered" if status == 0 else f"HTTP {status}"
+        raise UsageError(f"cannot list the models at {url} ({answer}); pass --model")
+    return found[0]
 
 
 def _print_result(run_dir: Path, summary: dict[str, Any]) -> None:

@@ -88,47 +88,50 @@ def read_sse(
     loads = json.loads
     gaps = out.gaps_ms
     (has_a, has_b), (empty_a, empty_b, usage_a, usage_b) = _fast_patterns(chat)
-    while True:
-        # One call per event: SSE events end with a blank line, and vLLM sends one data line each.
-        line = readline(b"\n\n")
-        if not line:
-            break
-        if not line.startswith(b"data:"):
-            continue
-        now = perf_counter()
-        payload = line[5:].strip()
-        if (
-            (has_a in payload or has_b in payload)
-            and empty_a not in payload
-            and empty_b not in payload
-            and usage_a not in payload
-            and usage_b not in payload
-        ):
-            content = True
-        else:
-            if payload == b"[DONE]":
-                done = True
-                continue
-            try:
-                event = loads(payload.decode())
-            except ValueError:
-                return out.fail(REASON_BROKEN_STREAM, f"not JSON: {payload[:120]!r}")
-            if not isinstance(event, dict):
-                return out.fail(REASON_BROKEN_STREAM, f"not a JSON object: {payload[:120]!r}")
-            if "error" in event:
-                return out.fail(REASON_BAD_RESPONSE, f"error event: {json.dumps(event['error'])}")
-            usage = event.get("usage")
-            if usage:
-                out.prompt_tokens = usage.get("prompt_tokens")
-                out.output_tokens = usage.get("completion_tokens")
-            content = bool(_content(event, chat))
-        if content:
-            if out.first_s is None:
-                out.first_s = now - t0
+    # One call per event: an event ends with a blank line. vLLM ends lines with LF, servers
+    # built on sse-starlette with CRLF (both allowed by the SSE spec); waiting for the wrong
+    # one would read the whole body as one event. The first line tells which.
+    line = readline(b"\n")
+    separator = b"\r\n\r\n" if line.endswith(b"\r\n") else b"\n\n"
+    while line:
+        # The first event's blank line, or a comment or ``event:`` line, may precede the data.
+        start = line.find(b"data:")
+        if start >= 0:
+            now = perf_counter()
+            payload = line[start + 5 :].strip()
+            if (
+                (has_a in payload or has_b in payload)
+                and empty_a not in payload
+                and empty_b not in payload
+                and usage_a not in payload
+                and usage_b not in payload
+            ):
+                content = True
+            elif payload == b"[DONE]":
+                done, content = True, False
             else:
-                gaps.append(round((now - last) * 1000.0, 3))
-            last = now
-            out.chunks += 1
+                try:
+                    event = loads(payload.decode())
+                except ValueError:
+                    return out.fail(REASON_BROKEN_STREAM, f"not JSON: {payload[:120]!r}")
+                if not isinstance(event, dict):
+                    return out.fail(REASON_BROKEN_STREAM, f"not a JSON object: {payload[:120]!r}")
+                if "error" in event:
+                    detail = f"error event: {json.dumps(event['error'])}"
+                    return out.fail(REASON_BAD_RESPONSE, detail)
+                usage = event.get("usage")
+                if usage:
+                    out.prompt_tokens = usage.get("prompt_tokens")
+                    out.output_tokens = usage.get("completion_tokens")
+                content = bool(_content(event, chat))
+            if content:
+                if out.first_s is None:
+                    out.first_s = now - t0
+                else:
+                    gaps.append(round((now - last) * 1000.0, 3))
+                last = now
+                out.chunks += 1
+        line = readline(separator)
     if out.first_s is not None:
         out.last_s = last - t0
     if not done:

@@ -6,6 +6,7 @@ rebuilt later is the same report.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,42 @@ def spans(events: list[dict[str, Any]], fallback_end_s: float) -> list[analysis.
     return out
 
 
-def build(run_dir: Path) -> dict[str, Any]:
-    """Read the run's files and compute the summary."""
-    config = run_files.read_json(run_dir / run_files.CONFIG)
+_CONFIG_KEYS = ("run_id", "started_at", "plan", "slo", "target")
+"""What the analysis reads from ``config.json``."""
+
+
+@dataclass(frozen=True)
+class RunData:
+    """A run directory's files, read once: a long run's ``requests.jsonl`` is hundreds of MB."""
+
+    config: dict[str, Any]
+    events: list[dict[str, Any]]
+    timeline: list[dict[str, Any]]
+    records: list[records.RequestRecord]
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunData:
+        """Read every file the analysis and the reports use."""
+        path = run_dir / run_files.CONFIG
+        config = run_files.read_json(path)
+        missing = [k for k in _CONFIG_KEYS if k not in config] if isinstance(config, dict) else []
+        if not isinstance(config, dict) or missing:
+            raise run_files.RunDirError(
+                f"{path} lacks {', '.join(missing) or 'its keys'}: not the config.json of a "
+                "qwen-stress run"
+            )
+        return cls(
+            config=config,
+            events=list(run_files.read_jsonl(run_dir / run_files.EVENTS)),
+            timeline=[s for s in run_files.read_jsonl(run_dir / run_files.TIMELINE) if "t" in s],
+            records=list(records.read(run_dir / run_files.REQUESTS)),
+        )
+
+
+def build(data: RunData) -> dict[str, Any]:
+    """Compute the summary from the run's files."""
+    config, events, timeline, recs = data.config, data.events, data.timeline, data.records
     t0 = float(config["started_at"])
-    events = list(run_files.read_jsonl(run_dir / run_files.EVENTS))
-    timeline = [s for s in run_files.read_jsonl(run_dir / run_files.TIMELINE) if "t" in s]
-    recs = list(records.read(run_dir / run_files.REQUESTS))
     last_seen = max(
         [e["t"] for e in events if "t" in e]
         + [s["t"] for s in timeline]
@@ -98,10 +128,12 @@ def _open_loop(timeline: list[dict[str, Any]]) -> dict[str, int] | None:
 
 def write(run_dir: Path) -> dict[str, Any]:
     """Compute the summary and write ``summary.json``, ``report.html`` and ``report.md``."""
-    summary = build(run_dir)
+    data = RunData.read(run_dir)
+    summary = build(data)
     run_files.write_json(run_dir / run_files.SUMMARY, summary)
     (run_dir / run_files.REPORT_MD).write_text(report_md.render(summary), encoding="utf-8")
-    (run_dir / run_files.REPORT_HTML).write_text(
-        report_html.render(run_dir, summary), encoding="utf-8"
+    html = report_html.render(
+        summary, data.timeline, data.records, float(data.config["started_at"])
     )
+    (run_dir / run_files.REPORT_HTML).write_text(html, encoding="utf-8")
     return summary

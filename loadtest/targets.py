@@ -16,12 +16,14 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from workloads.emulator.cli import API_KEY_ENV
 from workloads.fleet.fleet import STATUS_PATH
 
 FLEET_FIELDS = (
@@ -116,11 +118,33 @@ class PrometheusPoller:
         return out
 
 
+def api_base(url: str) -> str:
+    """The endpoint's root from what a user types, with or without ``/v1``.
+
+    OpenAI clients are given the base URL with ``/v1``; the request paths here carry it
+    themselves (``/v1/chat/completions``, ``/generate``, ``/metrics``), so it is dropped.
+    """
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise TargetError(
+            f"--url {url!r}: write the endpoint's address, like https://api.example.com/v1 "
+            "or http://127.0.0.1:8000 (http or https, no query string)"
+        )
+    if parts.username or parts.password:
+        # The URL is written to config.json and printed; a key belongs in --api-key-env.
+        raise TargetError(
+            f"--url: put no credentials in the URL ({parts.hostname}); pass the key in an "
+            "environment variable named by --api-key-env"
+        )
+    path = parts.path.rstrip("/").removesuffix("/v1")
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
 class UrlTarget(Target):
     """An OpenAI-compatible endpoint someone else runs (``--url``)."""
 
     def __init__(self, url: str) -> None:
-        self.base_url = url.rstrip("/")
+        self.base_url = api_base(url)
         self.description = self.base_url
         self._metrics = PrometheusPoller(self.base_url + "/metrics")
 
@@ -129,16 +153,16 @@ class UrlTarget(Target):
         return self._metrics.poll()
 
 
-def list_models(base_url: str, api_key: str | None) -> list[str]:
-    """Model ids from ``GET /v1/models`` (empty when the endpoint does not answer)."""
+def list_models(base_url: str, api_key: str | None) -> tuple[int, list[str]]:
+    """HTTP status and model ids of ``GET /v1/models`` (status 0: nothing answered)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     status, body = http_get(base_url.rstrip("/") + "/v1/models", timeout=5.0, headers=headers)
     if status != 200:
-        return []
+        return status, []
     try:
-        return [str(m["id"]) for m in json.loads(body)["data"]]
+        return status, [str(m["id"]) for m in json.loads(body)["data"]]
     except (ValueError, KeyError, TypeError):
-        return []
+        return status, []
 
 
 class ProcessTarget(Target):
@@ -146,11 +170,19 @@ class ProcessTarget(Target):
 
     ready_timeout_s = 60.0
 
-    def __init__(self, command: list[str], port: int, log_path: Path | None) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        port: int,
+        log_path: Path | None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.command = command
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
+        self.env = env
+        """Variables added to this process's environment for the child (secrets: not argv)."""
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -161,6 +193,7 @@ class ProcessTarget(Target):
             self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             self.command,
+            env={**os.environ, **self.env} if self.env else None,
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -218,9 +251,9 @@ class FleetTarget(ProcessTarget):
         command = [
             sys.executable, "-m", "loadtest.cli", "fleet", *source,
             "--time-scale", f"{time_scale:g}", "--host", "127.0.0.1", "--port", str(port),
-            "--api-key", api_key,
         ]  # fmt: skip
-        super().__init__(command, port, log_path)
+        # Through the environment: a command line is readable by every local user (ps).
+        super().__init__(command, port, log_path, env={API_KEY_ENV: api_key})
         self.fleet = fleet
         self.model = str(fleet["model"])
         self.time_scale = time_scale
@@ -277,8 +310,3 @@ class FixedLatencyTarget(ProcessTarget):
         status, body = http_get(self.base_url + "/stats")
         result: dict[str, Any] = json.loads(body) if status == 200 else {}
         return result
-
-
-def environ_key(name: str | None) -> str | None:
-    """The API key from the named environment variable (``None`` when no name is given)."""
-    return os.environ.get(name) if name else None

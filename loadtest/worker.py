@@ -63,7 +63,6 @@ class RecordShipper:
                 "pid": os.getpid(),
                 "records": batch,
                 "cpu": self._cpu_pct(),
-                "inflight": len(InFlight.open),
                 "open": InFlight.snapshot(),
                 "arrivals": ArrivalUser.arrivals,
                 "dropped": ArrivalUser.dropped,

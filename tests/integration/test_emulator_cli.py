@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -60,3 +61,21 @@ def test_serves_until_sigterm_then_exits_cleanly() -> None:
     assert proc.returncode == 0
     assert "Draining" in out
     assert "Traceback" not in out
+
+
+def test_an_address_in_use_is_named() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "loadtest.cli", "emulate", "--model",
+             "Qwen/Qwen2.5-0.5B-Instruct", "--gpu", "L4", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert f"error: cannot listen on 127.0.0.1:{port}: " in done.stderr
+    assert "Traceback" not in done.stderr

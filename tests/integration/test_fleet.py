@@ -167,6 +167,7 @@ def test_fleet_command_serves_its_status_and_stops_on_sigterm() -> None:
         assert process.stdout is not None
         first = process.stdout.readline()
         assert "time scale 0.01 (1 s here is 100 s of cluster time)" in first.lower()
+        assert "replicas 1..4, nodes 0..4;" in first
         url = re.search(r"Serving (http://\S+) ", process.stdout.readline())
         assert url is not None
         with urllib.request.urlopen(url.group(1) + "/fleet/status", timeout=5) as response:

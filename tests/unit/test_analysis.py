@@ -66,12 +66,16 @@ def test_failures_by_reason_success_rate_rps_and_goodput() -> None:
 
 
 def test_records_go_to_the_step_they_were_sent_in() -> None:
-    spans = [StepSpan(0, "baseline", 10.0, 20.0, 5), StepSpan(1, "ramp", 20.0, 30.0, 10)]
-    records = [rec(5.0), rec(10.0), rec(19.999), rec(20.0), rec(29.9), rec(30.0)]
+    # the runner judges step 0 (its end at 20.0) before it starts step 1 (at 20.25)
+    spans = [StepSpan(0, "baseline", 10.0, 20.0, 5), StepSpan(1, "ramp", 20.25, 30.0, 10)]
+    records = [rec(9.9996), rec(10.0), rec(19.999), rec(20.125), rec(20.25), rec(29.9)]
+    records.append(rec(30.0))
     groups = analysis.assign(records, spans, T0)
-    offsets = [[round(r.start - T0, 3) for r in g] for g in groups]
-    # sent as the plan ended, before the stop reached the workers: still the last step's
-    assert offsets == [[10.0, 19.999], [20.0, 29.9, 30.0]]
+    offsets = [[round(r.start - T0, 4) for r in g] for g in groups]
+    # sent while step 0's users still ran: step 0's; sent within the rounding of the first
+    # step's start time: the first step's; sent as the plan ended, before the stop reached
+    # the workers: still the last step's
+    assert offsets == [[9.9996, 10.0, 19.999, 20.125], [20.25, 29.9, 30.0]]
 
 
 def test_slo_verdicts_and_capacity() -> None:
@@ -157,4 +161,35 @@ def test_capacity_is_a_lower_bound_when_no_heavier_step_failed() -> None:
     assert result["capacity"]["max_users_within_slo"] == 100
     assert result["capacity"]["limit_found"] is False
     assert headline(result).startswith("Capacity: at least 100 concurrent users")
-    assert "raise --max-users" in headline(result)
+    # the cool-down failed: "no step failed" would be false
+    assert headline(result).endswith("No heavier step failed: raise --max-users to find the limit.")
+
+
+@pytest.mark.parametrize(
+    ("plan", "flag"), [("capacity", "--max-users"), ("fixed", "--users"), ("poisson", "--rate")]
+)
+def test_a_lower_bound_names_the_flag_that_adds_load(plan: str, flag: str) -> None:
+    spans = [StepSpan(0, "fixed", 0.0, 10.0, 5)]
+    result = analysis.analyze([rec(1.0)], spans, T0, Slo(), plan, [])
+    assert headline({**result, "plan": plan}).endswith(
+        f"No heavier step failed: raise {flag} to find the limit."
+    )
+
+
+def test_a_run_without_a_single_success_says_so_not_that_capacity_is_low() -> None:
+    spans = [StepSpan(0, "fixed", 0.0, 10.0, 5)]
+    records = [rec(1.0 + i, ok=False, reason="http_404") for i in range(3)]
+    records[0].detail = 'HTTP 404: {"message": "The model `nope` does not exist."}'
+    records.append(rec(5.0, ok=False, reason="timeout"))
+    result = analysis.analyze(records, spans, T0, Slo(), "fixed", [])
+    assert result["overall"]["failure_examples"] == {
+        "http_404": 'HTTP 404: {"message": "The model `nope` does not exist."}',
+        "timeout": "",
+    }
+    assert headline(result) == (
+        'No request succeeded (http_404 3, timeout 1; first: HTTP 404: {"message": "The model '
+        '`nope` does not exist."}): check the target and the request (URL, key, model) before '
+        "reading capacity from this run."
+    )
+    nothing = analysis.analyze([], spans, T0, Slo(), "fixed", [])
+    assert headline(nothing) == "No request finished: nothing was measured."

@@ -19,7 +19,6 @@ def batch(worker: int, records: list[RequestRecord], **extra: Any) -> dict[str, 
         "pid": 100 + worker,
         "records": [r.to_json() for r in records],
         "cpu": 12.5,
-        "inflight": len(extra.get("open", [])),
         "arrivals": 0,
         "dropped": 0,
         "late": 0,
@@ -59,6 +58,9 @@ def test_live_verdict_counts_requests_still_waiting(tmp_path: Path) -> None:
     waiting = [(t0 + 15.0, None)] * 5
     collector.receive(batch(0, [], open=waiting))
     assert not collector.step_passes(Slo(), 20.0)
+    assert collector.vitals()["inflight"] == 5
     # requests still open from before the step do not count against it
     collector.receive(batch(0, [], open=[(t0 + 1.0, None)] * 5))
     assert collector.step_passes(Slo(), 20.0)
+    collector.forget(0)
+    assert collector.vitals()["inflight"] == 0

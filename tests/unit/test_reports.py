@@ -23,6 +23,7 @@ def rec(at: float, ttft: float, e2e: float, ok: bool = True) -> RequestRecord:
         "t",
         "chat",
         reason=None if ok else "http_503",
+        detail=None if ok else 'HTTP 503: {"error": "busy"}',
         ttft_ms=ttft,
         e2e_ms=e2e,
         itl_ms=[50.0] * 9,
@@ -113,6 +114,8 @@ def test_reports_are_self_contained_and_say_what_happened(tmp_path: Path) -> Non
     md = (run / run_files.REPORT_MD).read_text()
     assert "| 1 | ramp | 100 users | 50 | 90.00% |" in md
     assert "**fail**" in md and "Failures: http_503 5" in md
+    assert 'First http_503: HTTP 503: {"error": "busy"}' in md
+    assert "First http_503: HTTP 503: {&quot;error&quot;: &quot;busy&quot;}" in page
 
 
 def test_interrupted_run_still_reports(tmp_path: Path) -> None:
@@ -132,3 +135,20 @@ def test_report_command(tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
     assert missing.exit_code == 2
     assert "config.json is missing" in missing.output
+    (run / run_files.CONFIG).write_text('{"run_id": "x", "plan": {}}')
+    foreign = CliRunner().invoke(app, ["report", str(run)])
+    assert foreign.exit_code == 2
+    assert "config.json lacks started_at, slo, target: not the config.json of a" in (
+        " ".join(foreign.output.split())
+    )
+
+
+def test_an_endpoint_of_unknown_gpu_has_a_cost_object_without_a_price(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    config = run_files.read_json(run / run_files.CONFIG)
+    config["target"] = {"kind": "url", "url": "https://api.example.com"}
+    run_files.write_json(run / run_files.CONFIG, config)
+    s = summary.write(run)
+    assert s["cost"]["usd"] is None and s["cost"]["gpu"] is None
+    assert s["cost"]["basis"] == "no estimate: the target does not say which GPU serves it"
+    assert "Estimated GPU cost" not in (run / run_files.REPORT_MD).read_text()

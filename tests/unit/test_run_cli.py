@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 from loadtest import run_cli
 from loadtest.cli import app
 from loadtest.run_cli import seconds
+from loadtest.run_spec import RunSpec
+from loadtest.targets import FleetTarget, api_base
 
 URL = ["--url", "http://127.0.0.1:9", "--model", "m"]
 
@@ -48,6 +50,18 @@ def run(*args: str) -> tuple[int, str]:
         ),
         (["--gpu", "A10G"], "--gpu and --config describe the local target"),
         (["--max-users", "10"], "below the baseline of 50 users"),
+        (["--users", "0", "--duration", "1s"], "--users 0: input should be greater than or equal"),
+        (["--spawn-rate", "0"], "--spawn-rate 0.0: input should be greater than 0"),
+        (["--step-duration", "0s"], "--step-duration 0s: input should be greater than 0"),
+        (["--baseline-users", "-1"], "--baseline-users -1: input should be greater than"),
+        (["--duration", "5m"], "fixed load needs --users N and --duration T"),
+        (
+            ["--plan", "capacity", "--duration", "5m"],
+            "--duration is read by the fixed plan only, not by capacity; drop it or pass "
+            "--plan fixed",
+        ),
+        (["--plan", "ramp", "--users", "5"], "--users is read by the fixed and soak plans only"),
+        (["--plan", "fixed", "--rate", "3"], "--rate is read by the poisson plan only"),
     ],
 )
 def test_bad_flags_are_refused(args: list[str], expected: str) -> None:
@@ -101,3 +115,98 @@ def test_readme_lists_every_run_flag() -> None:
     command = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
     flags = {opt for p in command.params for opt in p.opts if opt.startswith("--")}
     assert documented == flags
+
+
+@pytest.mark.parametrize(
+    ("url", "base"),
+    [
+        ("https://api.example.com/v1", "https://api.example.com"),
+        ("https://api.example.com/v1/", "https://api.example.com"),
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ("https://gateway.example.com/qwen/v1", "https://gateway.example.com/qwen"),
+        ("https://gateway.example.com/v1beta", "https://gateway.example.com/v1beta"),
+    ],
+)
+def test_the_url_is_taken_with_or_without_v1(url: str, base: str) -> None:
+    assert api_base(url) == base
+
+
+def test_models_are_listed_below_the_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+    specs: list[RunSpec] = []
+
+    def models(url: str, key: str | None) -> tuple[int, list[str]]:
+        asked.append(url)
+        return 200, ["Qwen/Qwen2.5-7B-Instruct"]
+
+    def execute(spec: RunSpec) -> None:
+        specs.append(spec)
+        raise typer.Exit(0)
+
+    monkeypatch.setattr(run_cli, "list_models", models)
+    monkeypatch.setattr(run_cli, "_execute", execute)
+    code, _ = run("--url", "http://127.0.0.1:9/v1/", "--users", "1", "--duration", "1s")
+    assert code == 0
+    assert asked == ["http://127.0.0.1:9"]
+    assert specs[0].target.base_url == "http://127.0.0.1:9"
+    assert specs[0].model == "Qwen/Qwen2.5-7B-Instruct"
+
+
+@pytest.mark.parametrize("url", ["api.example.com", "ftp://host/v1", "http://h/v1?key=1"])
+def test_a_url_that_is_not_an_endpoint_is_refused(url: str) -> None:
+    code, output = run("--url", url, "--model", "m", "--users", "1", "--duration", "1s")
+    assert code == 2
+    assert f"--url {url!r}: write the endpoint's address" in " ".join(output.split())
+
+
+@pytest.mark.parametrize("model", [[], ["--model", "m"]])
+def test_a_refused_api_key_stops_the_run_before_it_starts(
+    monkeypatch: pytest.MonkeyPatch, model: list[str]
+) -> None:
+    keys: list[str | None] = []
+
+    def models(url: str, key: str | None) -> tuple[int, list[str]]:
+        keys.append(key)
+        return 401, []
+
+    monkeypatch.setattr(run_cli, "list_models", models)
+    monkeypatch.setenv("QWEN_STRESS_TEST_KEY", "sk-wrong")
+    args = ["--url", "https://api.example.com/v1", "--api-key-env", "QWEN_STRESS_TEST_KEY"]
+    code, output = run(*args, *model, "--users", "1", "--duration", "1s")
+    assert code == 2
+    assert keys == ["sk-wrong"]
+    assert (
+        "https://api.example.com/v1/models answered HTTP 401, the API key was refused: "
+        "check the key in $QWEN_STRESS_TEST_KEY" in " ".join(output.split())
+    )
+    assert "sk-wrong" not in output
+
+
+def test_models_that_cannot_be_listed_ask_for_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run_cli, "list_models", lambda url, key: (404, []))
+    code, output = run("--url", "http://127.0.0.1:9", "--users", "1", "--duration", "1s")
+    assert code == 2
+    assert "cannot list the models at http://127.0.0.1:9/v1/models (HTTP 404); pass --model" in (
+        " ".join(output.split())
+    )
+
+
+def test_the_local_twin_gets_the_api_key_through_its_environment(tmp_path: Path) -> None:
+    # A command line is readable by every local user; the environment is not.
+    fleet = {"model": "m", "gpu": "T4", "instance_type": "g4dn.xlarge"}
+    target = FleetTarget(
+        {**fleet, "min_replicas": 1, "max_replicas": 2},
+        ["--model", "m", "--gpu", "T4"],
+        0.1,
+        None,
+        "sk-local-3c9e",
+    )
+    assert not any("sk-local-3c9e" in part for part in target.command)
+    assert target.env == {"VLLM_API_KEY": "sk-local-3c9e"}
+
+
+def test_credentials_in_the_url_are_refused_without_being_echoed() -> None:
+    code, output = run("--url", "https://me:sk-in-url-91@api.example.com/v1", "--model", "m")
+    assert code == 2
+    assert "--url: put no credentials in the URL (api.example.com)" in " ".join(output.split())
+    assert "sk-in-url-91" not in output

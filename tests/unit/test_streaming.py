@@ -132,3 +132,20 @@ def test_legacy_generate_counts_growing_chunks(clock: list[float], sep: bytes) -
 def test_legacy_generate_cut_mid_object(clock: list[float]) -> None:
     out = streaming.read_generate(PieceStream(b'{"text": ["P a"]}\n{"text": ["P a', clock), 100.0)
     assert out.failure == REASON_BROKEN_STREAM
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"])
+def test_sse_framed_with_lf_or_crlf(clock: list[float], eol: bytes) -> None:
+    # vLLM ends lines with LF; sse-starlette (behind many OpenAI-compatible servers) with CRLF
+    # and sends keep-alive comments. Read up to the wrong blank line, the body is one event.
+    events = [ROLE, chunk("a"), chunk("b"), USAGE]
+    body = [b": ping - 2025-01-01 00:00:00" + eol + eol]
+    body += [b"data: " + json.dumps(e).encode() + eol + eol for e in events]
+    data = b"".join([*body, b"data: [DONE]" + eol + eol])
+    out = streaming.read_sse(PieceStream(data, clock), 100.0, chat=True)
+    assert out.failure is None
+    # reads: the comment's line (10 ms), its blank line with the role event (20 ms), "a" at
+    # 30 ms, "b" at 40 ms
+    assert out.first_s == pytest.approx(0.030)
+    assert out.gaps_ms == pytest.approx([10.0])
+    assert (out.chunks, out.prompt_tokens, out.output_tokens) == (2, 7, 3)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import gc
-import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +9,7 @@ import typer
 
 from infra.config import ConfigError, load_stack_file
 from workloads.catalog import CatalogError
-from workloads.emulator.cli import event_loop_runner
+from workloads.emulator.cli import ApiKeyOption, DrainOption, HostOption, serve_until_signal
 from workloads.fit import FitError
 from workloads.fleet.fleet import STATUS_PATH, Fleet
 from workloads.fleet.fleet_spec import FleetSpec
@@ -58,27 +55,13 @@ def describe(spec: FleetSpec, time_scale: float) -> str:
     a, pool, t = spec.autoscaling, spec.pool, spec.timings
     return (
         f"Fleet: {spec.model} on {spec.gpu} ({spec.instance_type}, {pool.gpus_per_node} GPU(s) "
-        f"per node, {spec.tensor_parallel} per replica); replicas {a.min_replicas}..."
+        f"per node, {spec.tensor_parallel} per replica); replicas {a.min_replicas}.."
         f"{a.max_replicas}, nodes {pool.min_nodes}..{pool.max_nodes}; targets per replica "
         f"{a.target_waiting_per_replica:g} waiting, {a.target_running_per_replica:g} running. "
         f"Time scale {time_scale:g} (1 s here is {1 / time_scale:g} s of cluster time): node "
         f"boot {t.node_boot_s:g} s, image pull {t.image_pull_s:g} s, pod start "
         f"{t.pod_start_s:.0f} s, scale-down window {a.scale_down.stabilization_window_seconds} s."
     )
-
-
-async def _serve(fleet: Fleet, host: str, port: int, drain_timeout: float) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    bound = await fleet.start(port)
-    gc.freeze()  # start-up objects (catalog, pydantic, prometheus) never need collecting again
-    url = f"http://{host}:{bound}"
-    typer.echo(f"Serving {url} (status: {url}{STATUS_PATH}; Ctrl-C to stop).")
-    await stop.wait()
-    typer.echo("Stopping: no new connections; in-flight requests finish, then every replica stops.")
-    await fleet.stop(drain_timeout)
 
 
 def fleet(
@@ -95,11 +78,9 @@ def fleet(
         float,
         typer.Option(help="Multiply every control-plane delay and window by this (0.05: 20x)."),
     ] = 1.0,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    host: HostOption = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the Service (0: any free port).")] = 8000,
-    api_key: Annotated[
-        str | None, typer.Option(help="Require 'Authorization: Bearer KEY' on /v1 and /generate.")
-    ] = None,
+    api_key: ApiKeyOption = None,
     max_model_len: Annotated[
         int | None, typer.Option(help="Context length with --model; default: the model's.")
     ] = None,
@@ -109,9 +90,7 @@ def fleet(
     tensor_parallel: Annotated[
         int, typer.Option(help="GPUs one replica shards over, with --model.")
     ] = 1,
-    drain_timeout: Annotated[
-        float, typer.Option(help="Seconds to let in-flight requests finish on shutdown.")
-    ] = 30.0,
+    drain_timeout: DrainOption = 30.0,
 ) -> None:
     """Serve an emulated vLLM fleet that autoscales like KEDA + HPA + Cluster Autoscaler."""
     if time_scale <= 0:
@@ -131,8 +110,15 @@ def fleet(
         raise typer.Exit(2) from None
     typer.echo(describe(spec, time_scale))
     instance = Fleet(spec, time_scale=time_scale, host=host, api_key=api_key)
-    try:
-        event_loop_runner()(_serve(instance, host, port, drain_timeout))
-    except OSError as exc:
-        typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
-        raise typer.Exit(1) from None
+
+    async def start() -> str:
+        url = f"http://{host}:{await instance.start(port)}"
+        return f"Serving {url} (status: {url}{STATUS_PATH}; Ctrl-C to stop)."
+
+    async def stop() -> None:
+        typer.echo(
+            "Stopping: no new connections; in-flight requests finish, then every replica stops."
+        )
+        await instance.stop(drain_timeout)
+
+    serve_until_signal(start, stop, host, port)
