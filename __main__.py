@@ -18,6 +18,21 @@ except ConfigError as err:
     # RunError ends the program with the message alone; a stack trace would bury the key to fix.
     raise pulumi.RunError(str(err)) from None
 
+placeholders = config.cluster.placeholder_cidrs()
+if placeholders:
+    unreachable = (
+        f"qwen-stress:cluster.endpointPublicAccessCidrs holds {', '.join(placeholders)}, a "
+        "documentation address (RFC 5737) that nobody deploys from: the cluster would be built "
+        "and its API unreachable from here. Set the address you deploy from: pulumi config set "
+        "--path 'qwen-stress:cluster.endpointPublicAccessCidrs[0]' "
+        '"$(curl -s https://checkip.amazonaws.com)/32"'
+    )
+    # A preview (and a CI preview stack) of an example stack is fine; an update is refused
+    # before anything is created.
+    if not pulumi.runtime.is_dry_run():
+        raise pulumi.RunError(unreachable)
+    pulumi.log.warn(unreachable)
+
 platform = Platform("platform", config, pulumi.get_project(), pulumi.get_stack())
 
 pulumi.export("clusterName", platform.cluster_name)

@@ -39,6 +39,10 @@ NAMESPACE = "qwen-stress"
 SECRET_KEYS = ("apiKey", "hfToken")
 _CONFIG = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+# TEST-NET-1..3 (RFC 5737): addresses reserved for examples, never routed on the internet.
+_DOCUMENTATION_NETWORKS = tuple(
+    ipaddress.IPv4Network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
+)
 
 
 class ConfigError(ValueError):
@@ -69,7 +73,8 @@ class ClusterConfig(BaseModel):
     )
     endpoint_public_access_cidrs: list[str] = Field(
         min_length=1,
-        description="CIDRs allowed to reach the public API endpoint (where you deploy from).",
+        description="CIDRs allowed to reach the public API endpoint (where you deploy from); "
+        "`pulumi up` refuses the examples' documentation address 203.0.113.10/32.",
     )
     system_instance_type: str = Field(
         default="c6i.2xlarge",
@@ -116,6 +121,18 @@ class ClusterConfig(BaseModel):
     def _system_type(cls, value: str) -> str:
         catalog.instance(value)
         return value
+
+    def placeholder_cidrs(self) -> list[str]:
+        """Endpoint CIDRs inside the RFC 5737 documentation ranges, which nobody deploys from.
+
+        The example stacks ship one so they preview as they are; ``pulumi up`` with it would
+        build a cluster (15 minutes, billed) whose API the Helm releases then cannot reach.
+        """
+        return [
+            cidr
+            for cidr in self.endpoint_public_access_cidrs
+            if any(_ipv4_network(cidr).subnet_of(doc) for doc in _DOCUMENTATION_NETWORKS)
+        ]
 
     @model_validator(mode="after")
     def _system_bounds(self) -> ClusterConfig:

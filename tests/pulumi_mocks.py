@@ -262,13 +262,14 @@ def run_program(
     stack: str = "dev",
     overrides: Mapping[str, Any] | None = None,
     secrets: Mapping[str, str] | None = None,
-    preview: bool = False,
+    preview: bool = True,
 ) -> Program:
     """Run ``__main__.py`` with a stack file's config, plus overrides, under mocks.
 
-    ``overrides`` replace whole keys (``{"qwen-stress:gpu": {...}}``); a value of ``None``
-    removes the key. ``secrets`` are set as secret config values, as ``pulumi config set
-    --secret`` would.
+    ``preview`` defaults to what ``pulumi preview`` (and a CI preview stack) runs; pass False
+    for what ``pulumi up`` runs. ``overrides`` replace whole keys
+    (``{"qwen-stress:gpu": {...}}``); a value of ``None`` removes the key. ``secrets`` are set
+    as secret config values, as ``pulumi config set --secret`` would.
     """
     values = stack_config(stack)
     for key, value in (overrides or {}).items():

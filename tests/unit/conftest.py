@@ -12,7 +12,7 @@ from tests.pulumi_mocks import ROOT, Program, run_program
 
 @cache
 def example(stack: str) -> Program:
-    """The program run with ``Pulumi.<stack>.yaml`` as it is, cached: tests only read it."""
+    """``pulumi preview`` of ``Pulumi.<stack>.yaml`` as it is, cached: tests only read it."""
     return run_program(stack)
 
 

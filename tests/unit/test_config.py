@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from infra.config import ConfigError, duration_seconds, load_stack_file, parse
+from infra.config import ClusterConfig, ConfigError, duration_seconds, load_stack_file, parse
 from tests.pulumi_mocks import ROOT, example_stacks, stack_config
 
 
@@ -186,3 +186,19 @@ def test_durations(text: str, seconds: int) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="is not a duration"):
         duration_seconds(text)
+
+
+@pytest.mark.parametrize(
+    ("cidrs", "placeholders"),
+    [
+        (["203.0.113.10/32"], ["203.0.113.10/32"]),
+        (["192.0.2.0/24", "52.94.76.10/32"], ["192.0.2.0/24"]),
+        (["198.51.100.7/32"], ["198.51.100.7/32"]),
+        (["52.94.76.10/32", "203.0.0.0/16"], []),  # real blocks, one merely containing TEST-NET-3
+    ],
+)
+def test_documentation_addresses_are_recognised_as_placeholders(
+    cidrs: list[str], placeholders: list[str]
+) -> None:
+    cluster = ClusterConfig.model_validate({"endpointPublicAccessCidrs": cidrs})
+    assert cluster.placeholder_cidrs() == placeholders

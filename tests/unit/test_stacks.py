@@ -143,3 +143,45 @@ def test_every_vllm_object_comes_after_the_gpu_nodes_and_goes_before_them() -> N
     assert len(vllm) >= 8
     for resource in vllm:
         assert platform <= program.waits_for(resource), resource.name
+
+
+def _cluster_with(cidrs: list[str]) -> dict[str, Any]:
+    cluster = dict(stack_config("dev")["qwen-stress:cluster"])
+    cluster["endpointPublicAccessCidrs"] = cidrs
+    return cluster
+
+
+@pytest.mark.parametrize("stack", example_stacks())
+def test_an_update_with_the_placeholder_endpoint_address_is_refused_before_any_resource(
+    stack: str,
+) -> None:
+    """The examples ship a documentation address; `pulumi up` with it would strand a cluster."""
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program(stack, preview=False)
+    message = str(caught.value)
+    assert "qwen-stress:cluster.endpointPublicAccessCidrs" in message
+    assert "checkip.amazonaws.com" in message
+    assert "resources registered before the error: 0" in caught.value.__notes__
+
+
+def test_a_preview_with_the_placeholder_address_warns_and_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    warnings: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *a, **k: warnings.append(message))
+    program = run_program("dev", preview=True)
+    assert program.of_type("aws:eks/cluster:Cluster")
+    assert [w for w in warnings if "203.0.113.10/32" in w]
+
+
+def test_an_update_from_a_real_address_goes_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    warnings: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *a, **k: warnings.append(message))
+    program = run_program(
+        "dev",
+        overrides={"qwen-stress:cluster": _cluster_with(["52.94.76.10/32", "10.20.0.0/16"])},
+        preview=False,
+    )
+    cluster = program.one("aws:eks/cluster:Cluster")
+    assert cluster.inputs["vpcConfig"]["publicAccessCidrs"] == ["52.94.76.10/32", "10.20.0.0/16"]
+    assert not [w for w in warnings if "endpointPublicAccessCidrs" in w]
