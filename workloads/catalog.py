@@ -101,7 +101,8 @@ class ModelSpec:
         return 2 * self.layers * self.kv_heads * self.head_dim * bytes_per_element
 
 
-def _rows(filename: str) -> list[dict[str, str]]:
+def data_rows(filename: str) -> list[dict[str, str]]:
+    """The rows of one CSV file shipped in ``workloads/data`` (catalog and calibration data)."""
     text = resources.files("workloads").joinpath("data", filename).read_text(encoding="utf-8")
     return list(csv.DictReader(text.splitlines()))
 
@@ -124,7 +125,7 @@ def gpus() -> dict[str, GpuSpec]:
             bf16=r["bf16"].strip().lower() == "yes",
             source=r["source"],
         )
-        for r in _rows("gpus.csv")
+        for r in data_rows("gpus.csv")
     }
 
 
@@ -133,7 +134,7 @@ def instances() -> dict[str, InstanceSpec]:
     """EC2 instance types (GPU and CPU) by name, with us-east-1 prices."""
     known = gpus()
     out: dict[str, InstanceSpec] = {}
-    for r in _rows("instances-us-east-1.csv"):
+    for r in data_rows("instances-us-east-1.csv"):
         gpu_name = r["gpu"].strip()
         out[r["instance_type"]] = InstanceSpec(
             instance_type=r["instance_type"],
@@ -158,7 +159,7 @@ def models() -> dict[str, ModelSpec]:
     includes the unquantised embeddings and LM head.
     """
     out: dict[str, ModelSpec] = {}
-    for r in _rows("models.csv"):
+    for r in data_rows("models.csv"):
         base = ModelSpec(
             name=r["model"],
             params_b=float(r["params_b"]),
@@ -187,13 +188,13 @@ def models() -> dict[str, ModelSpec]:
 @cache
 def other_prices() -> dict[str, float]:
     """Non-instance prices (EKS control plane, NAT gateway, transfer) in USD per unit."""
-    return {r["item"]: float(r["usd"]) for r in _rows("other-prices-us-east-1.csv")}
+    return {r["item"]: float(r["usd"]) for r in data_rows("other-prices-us-east-1.csv")}
 
 
 @cache
 def timings() -> dict[str, float]:
     """Typical durations in seconds (cold-start phases, autoscaler and HPA defaults)."""
-    return {r["phase"]: float(r["typical_s"]) for r in _rows("timings.csv")}
+    return {r["phase"]: float(r["typical_s"]) for r in data_rows("timings.csv")}
 
 
 def _unknown(kind: str, value: str, known: list[str]) -> CatalogError:

@@ -18,13 +18,11 @@ and reported but not fitted (TGI rows: a different engine, and their lengths are
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -81,11 +79,6 @@ class Residual:
         return self.modelled / self.published - 1
 
 
-def _data_rows(filename: str) -> list[dict[str, str]]:
-    text = resources.files("workloads").joinpath("data", filename).read_text(encoding="utf-8")
-    return list(csv.DictReader(text.splitlines()))
-
-
 @cache
 def reference_gpus() -> dict[str, GpuSpec]:
     """GPUs that appear only in calibration rows (not sold on EC2), with their sources."""
@@ -101,7 +94,7 @@ def reference_gpus() -> dict[str, GpuSpec]:
             bf16=r["bf16"] == "yes",
             source=r["source"],
         )
-        for r in _data_rows("reference_gpus.csv")
+        for r in catalog.data_rows("reference_gpus.csv")
     }
 
 
@@ -131,10 +124,10 @@ def _published(row: dict[str, str]) -> tuple[dict[Metric, float], float]:
 @cache
 def rows() -> list[CalibrationRow]:
     """Every observation with its replay workload."""
-    scenarios = {r["id"]: r for r in _data_rows("calibration_scenarios.csv")}
+    scenarios = {r["id"]: r for r in catalog.data_rows("calibration_scenarios.csv")}
     gpus = {**catalog.gpus(), **reference_gpus()}
     out: list[CalibrationRow] = []
-    for obs in _data_rows("observations.csv"):
+    for obs in catalog.data_rows("observations.csv"):
         sc = scenarios[obs["id"]]
         requests = int(sc["requests"])
         published, percentile = _published(obs)
