@@ -58,8 +58,6 @@ class FitResult:
     dtype: Dtype
     max_num_seqs: int
     max_num_batched_tokens: int
-    weight_bytes_per_gpu: int
-    overhead_bytes_per_gpu: int
     kv_bytes_per_gpu: int
     kv_bytes_per_token: int
     """Across all GPUs of the replica: what one token costs the whole replica."""
@@ -149,12 +147,21 @@ def _kv_room(model: ModelSpec, gpu: GpuSpec, util: float, tp: int) -> int:
     return usable - model.weight_bytes // tp - overhead_bytes(model, gpu)
 
 
+def kv_cache_tokens(model: ModelSpec, gpu: GpuSpec, util: float, tp: int) -> int:
+    """Tokens one replica's KV cache holds, in whole blocks; 0 when the weights leave no room.
+
+    The arithmetic behind the fit check and the emulator's calibration replays (which also
+    run GPUs outside the EC2 catalog).
+    """
+    room = _kv_room(model, gpu, util, tp)
+    blocks = room // (KV_BLOCK_TOKENS * _kv_bytes_per_token_per_gpu(model, tp))
+    return max(0, blocks) * KV_BLOCK_TOKENS
+
+
 def _fits(model: ModelSpec, inst: InstanceSpec, max_len: int, util: float, tp: int) -> bool:
     if inst.gpu is None or tp > inst.gpu_count or not tensor_parallel_ok(model, tp):
         return False
-    room = _kv_room(model, inst.gpu, util, tp)
-    per_token = _kv_bytes_per_token_per_gpu(model, tp)
-    return room > 0 and (room // (KV_BLOCK_TOKENS * per_token)) * KV_BLOCK_TOKENS >= max_len
+    return kv_cache_tokens(model, inst.gpu, util, tp) >= max_len
 
 
 def _cheapest_fit(model: ModelSpec, max_len: int, util: float) -> tuple[InstanceSpec, int] | None:
@@ -245,8 +252,7 @@ def check_fit(
         )
 
     room = _kv_room(model, gpu, gpu_memory_utilization, tensor_parallel)
-    per_token_gpu = _kv_bytes_per_token_per_gpu(model, tensor_parallel)
-    kv_tokens = max(0, room // (KV_BLOCK_TOKENS * per_token_gpu)) * KV_BLOCK_TOKENS
+    kv_tokens = kv_cache_tokens(model, gpu, gpu_memory_utilization, tensor_parallel)
     if kv_tokens < max_model_len:
         weights_gb = model.weight_bytes / GB
         leaves_gib = (gpu.memory_bytes * gpu_memory_utilization - overhead_bytes(model, gpu)) / GIB
@@ -281,9 +287,7 @@ def check_fit(
         dtype=dtype_for(model, gpu),
         max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_batched_tokens,
-        weight_bytes_per_gpu=model.weight_bytes // tensor_parallel,
-        overhead_bytes_per_gpu=overhead_bytes(model, gpu),
         kv_bytes_per_gpu=room,
-        kv_bytes_per_token=per_token_gpu * tensor_parallel,
+        kv_bytes_per_token=_kv_bytes_per_token_per_gpu(model, tensor_parallel) * tensor_parallel,
         kv_cache_tokens=kv_tokens,
     )

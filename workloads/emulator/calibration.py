@@ -37,7 +37,7 @@ from workloads.emulator.perf_model import (
     fitted,
 )
 from workloads.emulator.simulate import Workload, WorkloadResult, run_closed_loop
-from workloads.fit import KV_BLOCK_TOKENS, overhead_bytes, scheduler_defaults
+from workloads.fit import KV_BLOCK_TOKENS, kv_cache_tokens, scheduler_defaults
 
 TOLERANCE = 0.20
 """Largest accepted |modelled / published - 1| for any published metric of any row."""
@@ -161,11 +161,9 @@ def _limits(model: ModelSpec, gpu: GpuSpec, chunked_prefill: bool) -> EngineLimi
     max_num_seqs, max_batched = scheduler_defaults(gpu)
     if not chunked_prefill:
         max_batched = model.max_position
-    room = int(gpu.memory_bytes * GPU_MEMORY_UTILIZATION) - model.weight_bytes
-    room -= overhead_bytes(model, gpu)
-    blocks = room // (KV_BLOCK_TOKENS * model.kv_bytes_per_token())
+    tokens = kv_cache_tokens(model, gpu, GPU_MEMORY_UTILIZATION, tp=1)
     return EngineLimits(
-        kv_blocks=blocks,
+        kv_blocks=tokens // KV_BLOCK_TOKENS,
         max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_batched,
         max_model_len=model.max_position,
