@@ -111,22 +111,24 @@ def _opt_float(value: str) -> float | None:
     return float(value) if value.strip() else None
 
 
+def gpu_from_row(row: dict[str, str], cuda_memory_column: str = "cuda_total_mib") -> GpuSpec:
+    """One GPU from a data row; ``cuda_memory_column`` holds the MiB that CUDA can use."""
+    return GpuSpec(
+        name=row["gpu"],
+        memory_bytes=int(row[cuda_memory_column]) * MIB,
+        ec2_memory_bytes=int(row["ec2_memory_mib"]) * MIB,
+        hbm_bytes_per_s=float(row["hbm_gb_per_s"]) * GB,
+        fp16_dense_flops=float(row["fp16_dense_tflops"]) * 1e12,
+        compute_capability=float(row["compute_capability"]),
+        bf16=row["bf16"].strip().lower() == "yes",
+        source=row["source"],
+    )
+
+
 @cache
 def gpus() -> dict[str, GpuSpec]:
     """GPU models by name (``T4``, ``A10G``, ``L4``, ...)."""
-    return {
-        r["gpu"]: GpuSpec(
-            name=r["gpu"],
-            memory_bytes=int(r["cuda_total_mib"]) * MIB,
-            ec2_memory_bytes=int(r["ec2_memory_mib"]) * MIB,
-            hbm_bytes_per_s=float(r["hbm_gb_per_s"]) * GB,
-            fp16_dense_flops=float(r["fp16_dense_tflops"]) * 1e12,
-            compute_capability=float(r["compute_capability"]),
-            bf16=r["bf16"].strip().lower() == "yes",
-            source=r["source"],
-        )
-        for r in data_rows("gpus.csv")
-    }
+    return {r["gpu"]: gpu_from_row(r) for r in data_rows("gpus.csv")}
 
 
 @cache

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from workloads import catalog
-from workloads.catalog import MIB, GpuSpec, ModelSpec
+from workloads.catalog import GpuSpec, ModelSpec
 from workloads.emulator.engine import Engine, EngineLimits
 from workloads.emulator.perf_model import (
     CALIBRATION_FILE,
@@ -82,18 +82,9 @@ class Residual:
 @cache
 def reference_gpus() -> dict[str, GpuSpec]:
     """GPUs that appear only in calibration rows (not sold on EC2), with their sources."""
+    # Their rows hold nvidia-smi figures: what CUDA sees, and what a cloud listing would say.
     return {
-        r["gpu"]: GpuSpec(
-            name=r["gpu"],
-            # nvidia-smi figures: what CUDA sees, and what a cloud listing would say.
-            memory_bytes=int(r["ec2_memory_mib"]) * MIB,
-            ec2_memory_bytes=int(r["ec2_memory_mib"]) * MIB,
-            hbm_bytes_per_s=float(r["hbm_gb_per_s"]) * 1e9,
-            fp16_dense_flops=float(r["fp16_dense_tflops"]) * 1e12,
-            compute_capability=float(r["compute_capability"]),
-            bf16=r["bf16"] == "yes",
-            source=r["source"],
-        )
+        r["gpu"]: catalog.gpu_from_row(r, cuda_memory_column="ec2_memory_mib")
         for r in catalog.data_rows("reference_gpus.csv")
     }
 
