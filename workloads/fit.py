@@ -136,7 +136,8 @@ def valid_tensor_parallel(model: ModelSpec) -> list[int]:
     return [tp for tp in range(1, 9) if tensor_parallel_ok(model, tp)]
 
 
-def _kv_bytes_per_token_per_gpu(model: ModelSpec, tp: int) -> int:
+def kv_bytes_per_token_per_gpu(model: ModelSpec, tp: int) -> int:
+    """KV bytes one token holds on each GPU of a ``tp``-way sharded replica (16-bit cache)."""
     # KV heads are sharded across TP ranks; with more ranks than KV heads, vLLM replicates them.
     kv_heads_per_gpu = max(1, model.kv_heads // tp)
     return 2 * model.layers * kv_heads_per_gpu * model.head_dim * 2
@@ -154,7 +155,7 @@ def kv_cache_tokens(model: ModelSpec, gpu: GpuSpec, util: float, tp: int) -> int
     run GPUs outside the EC2 catalog).
     """
     room = _kv_room(model, gpu, util, tp)
-    blocks = room // (KV_BLOCK_TOKENS * _kv_bytes_per_token_per_gpu(model, tp))
+    blocks = room // (KV_BLOCK_TOKENS * kv_bytes_per_token_per_gpu(model, tp))
     return max(0, blocks) * KV_BLOCK_TOKENS
 
 
@@ -288,6 +289,6 @@ def check_fit(
         max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_batched_tokens,
         kv_bytes_per_gpu=room,
-        kv_bytes_per_token=_kv_bytes_per_token_per_gpu(model, tensor_parallel) * tensor_parallel,
+        kv_bytes_per_token=kv_bytes_per_token_per_gpu(model, tensor_parallel) * tensor_parallel,
         kv_cache_tokens=kv_tokens,
     )

@@ -36,6 +36,7 @@ from importlib import resources
 from typing import Literal
 
 from workloads.catalog import GpuSpec, ModelSpec
+from workloads.fit import kv_bytes_per_token_per_gpu
 
 EngineGeneration = Literal["v1", "v0"]
 """``v1``: the vLLM the emulator stands in for (V1 engine, CUDA graphs). ``v0``: vLLM 0.6, whose
@@ -103,9 +104,8 @@ class StepCostModel:
         tp = tensor_parallel
         weight_eff = eff.awq_memory if model.quantization == "awq" else eff.memory
         self._weight_s = model.weight_bytes / tp / (gpu.hbm_bytes_per_s * weight_eff)
-        kv_heads_per_gpu = max(1, model.kv_heads // tp)
-        kv_bytes_per_token_per_gpu = 2 * model.layers * kv_heads_per_gpu * model.head_dim * 2
-        self._kv_s_per_token = kv_bytes_per_token_per_gpu / (gpu.hbm_bytes_per_s * eff.memory)
+        kv_bytes = kv_bytes_per_token_per_gpu(model, tp)
+        self._kv_s_per_token = kv_bytes / (gpu.hbm_bytes_per_s * eff.memory)
         flops_per_s = gpu.fp16_dense_flops * eff.compute
         self._linear_s_per_token = 2 * model.params_b * 1e9 / tp / flops_per_s
         attention_width = model.layers * model.q_heads * model.head_dim / tp
