@@ -345,25 +345,25 @@ class StackConfig(BaseModel):
             tensor_parallel=self.model.tensor_parallel,
         )
 
-    def _fixed_hourly_usd(self, system_nodes: int) -> float:
+    def _hourly_usd(self, system_nodes: int, gpu_nodes: int) -> float:
         prices = catalog.other_prices()
         nat = 1 if self.network.nat_gateways == "single" else self.network.az_count
         system = catalog.instance(self.cluster.system_instance_type).on_demand_usd_per_h
+        gpu = self.gpu.instance.hourly_usd(self.gpu.capacity_type)
         return (
             prices["eks_control_plane_standard"]
             + nat * prices["nat_gateway_hour"]
             + system_nodes * system
+            + gpu_nodes * gpu
         )
 
     def min_hourly_usd(self) -> float:
         """USD per hour at minimum size: control plane, NAT, minimum system and GPU nodes."""
-        gpu = self.gpu.instance.hourly_usd(self.gpu.capacity_type)
-        return self._fixed_hourly_usd(self.cluster.system_min_nodes) + self.gpu.min_nodes * gpu
+        return self._hourly_usd(self.cluster.system_min_nodes, self.gpu.min_nodes)
 
     def max_hourly_usd(self) -> float:
         """USD per hour at maximum size; what ``budget.maxHourlyUsd`` is checked against."""
-        gpu = self.gpu.instance.hourly_usd(self.gpu.capacity_type)
-        return self._fixed_hourly_usd(self.cluster.system_max_nodes) + self.gpu.max_nodes * gpu
+        return self._hourly_usd(self.cluster.system_max_nodes, self.gpu.max_nodes)
 
 
 def _cross_check(cfg: StackConfig) -> list[str]:
@@ -388,10 +388,11 @@ def _cross_check(cfg: StackConfig) -> list[str]:
             "autoscaling.maxReplicas"
         )
     limit = cfg.budget.max_hourly_usd
-    if limit is not None and cfg.max_hourly_usd() > limit:
+    cost = cfg.max_hourly_usd()
+    if limit is not None and cost > limit:
         errors.append(
             f"{NAMESPACE}:budget.maxHourlyUsd: at maximum size this stack costs "
-            f"${cfg.max_hourly_usd():.2f}/h, above the budget of ${limit:.2f}/h; lower "
+            f"${cost:.2f}/h, above the budget of ${limit:.2f}/h; lower "
             "gpu.maxNodes, use a cheaper gpu.instanceType or capacityType spot, or raise the budget"
         )
     return errors

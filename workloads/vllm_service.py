@@ -167,13 +167,10 @@ class VllmService(pulumi.ComponentResource):
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
 
         if api_key is None:
-            generated = random.RandomPassword(
+            api_key = random.RandomPassword(
                 f"{name}-api-key", length=48, special=False, opts=child
-            )
-            key: pulumi.Output[str] = generated.result
-        else:
-            key = pulumi.Output.secret(api_key)
-        self.api_key = pulumi.Output.secret(key)
+            ).result
+        self.api_key = pulumi.Output.secret(api_key)
         secret_data: dict[str, pulumi.Input[str]] = {"api-key": self.api_key}
         if hf_token is not None:
             secret_data["hf-token"] = pulumi.Output.secret(hf_token)
