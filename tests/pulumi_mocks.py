@@ -96,16 +96,18 @@ def offerings(args: Mapping[str, Any], zones: list[str]) -> dict[str, Any]:
 
 
 CallResult = Callable[[Mapping[str, Any]], dict[str, Any]]
+ZONES = ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"]
+"""The zones the region mock has, each offering every instance type."""
 
 # Results of provider functions (invokes), by token.
 CALL_RESULTS: dict[str, CallResult] = {
     "aws:index/getAvailabilityZones:getAvailabilityZones": lambda _args: {
-        "names": ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"],
+        "names": ZONES,
         "zoneIds": ["use1-az1", "use1-az2", "use1-az4", "use1-az6"],
     },
     # Every requested type in every zone the getAvailabilityZones mock lists.
     "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings": lambda args: offerings(
-        args, ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"]
+        args, ZONES
     ),
     "aws:index/getCallerIdentity:getCallerIdentity": lambda _args: {
         "accountId": ACCOUNT_ID,
@@ -229,20 +231,37 @@ def example_stacks() -> list[str]:
     return sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
 
 
-def run_function(
-    body: Callable[[], None], config: Mapping[str, str] | None = None, stack: str = "test"
+def _run(
+    body: Callable[[], None],
+    config: Mapping[str, str],
+    *,
+    stack: str,
+    preview: bool,
+    secret_keys: list[str] | None = None,
 ) -> Program:
-    """Run ``body`` as if it were a Pulumi program (to test one component on its own)."""
+    """Run ``body`` as the Pulumi program of ``stack`` under fresh mocks; return what it did."""
     mocks = _Mocks()
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
-    pulumi.runtime.set_all_config(dict(config or {}))
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
+    pulumi.runtime.set_all_config(dict(config), secret_keys=secret_keys)
 
     def program() -> None:
         pulumi.runtime.register_stack_transformation(mocks.record_options)
         body()
 
-    _sync_await(run_pulumi_func(program))
+    try:
+        _sync_await(run_pulumi_func(program))
+    except Exception as err:
+        # Tests of refused configurations check that nothing was registered before the error.
+        err.add_note(f"resources registered before the error: {len(mocks.resources)}")
+        raise
     return _collect(mocks)
+
+
+def run_function(
+    body: Callable[[], None], config: Mapping[str, str] | None = None, stack: str = "test"
+) -> Program:
+    """Run ``body`` as if it were a Pulumi program (to test one component on its own)."""
+    return _run(body, config or {}, stack=stack, preview=False)
 
 
 def _collect(mocks: _Mocks) -> Program:
@@ -283,18 +302,8 @@ def run_program(
         if not (isinstance(v, dict) and "secure" in v)
     }
     flat.update(secrets or {})
-    mocks = _Mocks()
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
-    pulumi.runtime.set_all_config(flat, secret_keys=list(secrets or {}))
 
-    def program() -> None:
-        pulumi.runtime.register_stack_transformation(mocks.record_options)
+    def main() -> None:
         runpy.run_path(str(ROOT / "__main__.py"))
 
-    try:
-        _sync_await(run_pulumi_func(program))
-    except Exception as err:
-        # Tests of refused configurations check that nothing was registered before the error.
-        err.add_note(f"resources registered before the error: {len(mocks.resources)}")
-        raise
-    return _collect(mocks)
+    return _run(main, flat, stack=stack, preview=preview, secret_keys=list(secrets or {}))
