@@ -128,20 +128,18 @@ class CapacityPlan(Plan):
         best = o.baseline_users if passed else None
         failures = 0 if passed else 1
         users = o.baseline_users
-        self.stop_reason = f"reached --max-users {o.max_users}"
-        while users + o.step_users <= o.max_users:
-            if failures >= o.failures_to_stop:
-                self.stop_reason = f"SLOs failed {failures} steps in a row"
-                break
+        while failures < o.failures_to_stop and users + o.step_users <= o.max_users:
             users += o.step_users
             passed = yield Step("ramp", step, users, o.spawn_rate)
             if passed:
                 best, failures = users, 0
             else:
                 failures += 1
-        else:
-            if failures >= o.failures_to_stop:
-                self.stop_reason = f"SLOs failed {failures} steps in a row"
+        self.stop_reason = (
+            f"SLOs failed {failures} steps in a row"
+            if failures >= o.failures_to_stop
+            else f"reached --max-users {o.max_users}"
+        )
         if o.soak_s > 0:
             level = best if best is not None else o.baseline_users
             # Users above the level finish the request they are in and a queue built by the
