@@ -31,7 +31,6 @@ class WorkerVitals:
     arrivals: int = 0
     dropped: int = 0
     late: int = 0
-    seen: float = field(default_factory=time.monotonic)
     lost: bool = False
     open: list[tuple[float, float | None]] = field(default_factory=list)
     """``(send time, TTFT ms or None)`` of its open requests, as of the last batch."""
@@ -80,7 +79,6 @@ class Collector:
             arrivals=int(data["arrivals"]),
             dropped=int(data["dropped"]),
             late=int(data["late"]),
-            seen=now,
             open=[(float(s), t) for s, t in data.get("open", [])],
             open_at=time.time(),
         )
