@@ -96,8 +96,6 @@ class LocalRun:
         self.step_index = -1
         self.step: Step | None = None
         self.step_started = 0.0
-        self.runner: MasterRunner | None = None
-        self.collector: Collector | None = None
         self.last_sample: dict[str, Any] = {}
 
     # -- small helpers -------------------------------------------------------------------
@@ -380,7 +378,6 @@ class LocalRun:
         runner = env.create_master_runner("127.0.0.1", port)
         assert isinstance(runner, MasterRunner)
         runner.register_message(RECORDS_MESSAGE, collector.on_message)
-        self.runner, self.collector = runner, collector
         sampler = None
         display = live.LiveLine(self, enabled=spec.show_live)
         try:
