@@ -60,7 +60,6 @@ class UserSettings(BaseModel):
     model: str
     api_key_env: str | None = None
     """Name of the environment variable holding the API key; the key itself never travels."""
-    seed: int | None = None
 
 
 class _ListSink:
@@ -116,9 +115,7 @@ class LLMClientUser(FastHttpUser):
         if settings is None:
             raise RuntimeError("LLMUser.configure() was not called before users started")
         self._workload = settings.workload
-        self._builder = RequestBuilder(
-            settings.workload, settings.model, random.Random(settings.seed)
-        )
+        self._builder = RequestBuilder(settings.workload, settings.model, random.Random())
         self._url = str(self.host).rstrip("/") + settings.workload.path
         headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         if settings.api_key_env:
