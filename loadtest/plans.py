@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from loadtest.metric_text import load_label
+
 Phase = Literal[
     "baseline", "ramp", "settle", "soak", "cooldown", "spike", "recovery", "fixed", "rate"
 ]
@@ -35,7 +37,7 @@ class Step:
     @property
     def label(self) -> str:
         """How the live line and the report name the load of this step."""
-        return f"{self.rate:g} req/s" if self.rate is not None else f"{self.users} users"
+        return load_label({"users": self.users, "rate": self.rate})
 
 
 class PlanOptions(BaseModel):
