@@ -78,16 +78,17 @@ def estimate(
         usd, instance_type = price_per_gpu_hour(gpu, target.get("instance_type"))
     except catalog.CatalogError as err:
         return {**unknown, "basis": f"no estimate: {err}"}
-    gpus = int(target.get("gpus_per_replica") or 1)
-    replicas = int(target.get("replicas") or 1)
-    hours = gpu_seconds(timeline, replicas, gpus, *window) / 3600.0 / time_scale
-    basis = "on-demand price; GPU time only (control plane, NAT and system nodes excluded)"
     if node_gpu_hours is not None:
         hours = node_gpu_hours
         basis = (
             "on-demand price; GPU nodes from launch to removal, booting and idle included "
             "(control plane, NAT and system nodes excluded)"
         )
+    else:
+        gpus = int(target.get("gpus_per_replica") or 1)
+        replicas = int(target.get("replicas") or 1)
+        hours = gpu_seconds(timeline, replicas, gpus, *window) / 3600.0 / time_scale
+        basis = "on-demand price; GPU time only (control plane, NAT and system nodes excluded)"
     return {
         "gpu": gpu,
         "instance_type": instance_type,
