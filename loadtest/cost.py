@@ -21,8 +21,8 @@ def price_per_gpu_hour(gpu: str, instance_type: str | None) -> tuple[float, str]
     if instance_type:
         spec = catalog.instance(instance_type)
     else:
-        wanted = catalog.gpu(gpu).name
-        options = [i for i in catalog.gpu_instances() if i.gpu is not None and i.gpu.name == wanted]
+        wanted = catalog.gpu(gpu)
+        options = [i for i in catalog.gpu_instances() if i.gpu == wanted]
         if not options:
             raise catalog.CatalogError(f"no instance type in the catalog carries a {gpu} GPU")
         spec = min(options, key=lambda i: i.on_demand_usd_per_h / i.gpu_count)
