@@ -159,12 +159,12 @@ def _run(kind: str, users: int) -> dict[str, Any]:
     return result
 
 
-def _err(measured: float | None, true: float) -> str:
-    return "    -" if measured is None else f"{(measured - true) / true * 100:+5.1f}%"
+def _err(measured: float | None, true: float, lag: float = 0.0) -> str:
+    """Measured vs set value, as a signed percentage.
 
-
-def _client_err(measured: float | None, true: float, lag: float) -> str:
-    """The error left after the server's own median lateness, which the client cannot help."""
+    With ``lag`` (the server's own median lateness, which the client cannot help) subtracted,
+    it is the client's error.
+    """
     return "    -" if measured is None else f"{(measured - true - lag) / true * 100:+5.1f}%"
 
 
@@ -191,7 +191,7 @@ def main() -> None:
             print(
                 f"{kind:<12}{users:>6}{r['cpu_ms_per_1k_tokens']:>15.1f}{r['cpu_pct']:>6.0f}"
                 f"{r['ttft_p50'] or 0:>10.1f}{_err(r['ttft_p50'], TTFT_MS):>8}"
-                f"{_client_err(r['ttft_p50'], TTFT_MS, lag):>8}"
+                f"{_err(r['ttft_p50'], TTFT_MS, lag):>8}"
                 f"{r['ttft_p99'] or 0:>10.1f}{r['itl_p50'] or 0:>9.2f}"
                 f"{_err(r['itl_p50'], ITL_MS):>8}"
                 f"{r['itl_p99'] or 0:>9.2f}{lag:>9.2f}/{r['server']['lag_p99_ms']:<7.2f}"

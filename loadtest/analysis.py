@@ -125,9 +125,10 @@ def assign(
     if not spans:
         return groups
     starts = np.array([s.start_s for s in spans])
-    for record in records:
-        i = int(np.searchsorted(starts, record.start - t0, side="right")) - 1
-        groups[max(i, 0)].append(record)
+    offsets = np.fromiter((r.start - t0 for r in records), np.float64, len(records))
+    indices = np.maximum(np.searchsorted(starts, offsets, side="right") - 1, 0)
+    for record, i in zip(records, indices.tolist(), strict=True):
+        groups[i].append(record)
     return groups
 
 

@@ -21,6 +21,8 @@ from loadtest.records import RequestRecord
 from loadtest.run_files import JsonlWriter
 from loadtest.slo import Slo
 
+_WINDOW_PERCENTILES = (50, 90, 99)
+
 
 @dataclass
 class WorkerVitals:
@@ -31,7 +33,6 @@ class WorkerVitals:
     arrivals: int = 0
     dropped: int = 0
     late: int = 0
-    seen: float = field(default_factory=time.monotonic)
     lost: bool = False
     open: list[tuple[float, float | None]] = field(default_factory=list)
     """``(send time, TTFT ms or None)`` of its open requests, as of the last batch."""
@@ -80,7 +81,6 @@ class Collector:
             arrivals=int(data["arrivals"]),
             dropped=int(data["dropped"]),
             late=int(data["late"]),
-            seen=now,
             open=[(float(s), t) for s, t in data.get("open", [])],
             open_at=time.time(),
         )
@@ -127,8 +127,9 @@ class Collector:
             "error_rate": round((len(done) - len(ok)) / len(done), 4) if done else 0.0,
             "output_tokens_per_s": round(sum(d.tokens for d in ok) / seconds, 1),
         }
-        for p in (50, 90, 99):
-            out[f"ttft_p{p}_ms"] = round(float(np.percentile(ttft, p)), 1) if ttft.size else None
+        points = np.percentile(ttft, _WINDOW_PERCENTILES) if ttft.size else None
+        for i, p in enumerate(_WINDOW_PERCENTILES):
+            out[f"ttft_p{p}_ms"] = round(float(points[i]), 1) if points is not None else None
         return out
 
     def forget(self, worker: int) -> None:

@@ -21,8 +21,8 @@ def price_per_gpu_hour(gpu: str, instance_type: str | None) -> tuple[float, str]
     if instance_type:
         spec = catalog.instance(instance_type)
     else:
-        wanted = catalog.gpu(gpu).name
-        options = [i for i in catalog.gpu_instances() if i.gpu is not None and i.gpu.name == wanted]
+        wanted = catalog.gpu(gpu)
+        options = [i for i in catalog.gpu_instances() if i.gpu == wanted]
         if not options:
             raise catalog.CatalogError(f"no instance type in the catalog carries a {gpu} GPU")
         spec = min(options, key=lambda i: i.on_demand_usd_per_h / i.gpu_count)
@@ -78,16 +78,17 @@ def estimate(
         usd, instance_type = price_per_gpu_hour(gpu, target.get("instance_type"))
     except catalog.CatalogError as err:
         return {**unknown, "basis": f"no estimate: {err}"}
-    gpus = int(target.get("gpus_per_replica") or 1)
-    replicas = int(target.get("replicas") or 1)
-    hours = gpu_seconds(timeline, replicas, gpus, *window) / 3600.0 / time_scale
-    basis = "on-demand price; GPU time only (control plane, NAT and system nodes excluded)"
     if node_gpu_hours is not None:
         hours = node_gpu_hours
         basis = (
             "on-demand price; GPU nodes from launch to removal, booting and idle included "
             "(control plane, NAT and system nodes excluded)"
         )
+    else:
+        gpus = int(target.get("gpus_per_replica") or 1)
+        replicas = int(target.get("replicas") or 1)
+        hours = gpu_seconds(timeline, replicas, gpus, *window) / 3600.0 / time_scale
+        basis = "on-demand price; GPU time only (control plane, NAT and system nodes excluded)"
     return {
         "gpu": gpu,
         "instance_type": instance_type,

@@ -209,14 +209,10 @@ class _Protocol(asyncio.Protocol):
         _Stream(self, body, path, arrived).start()
 
 
-async def serve(
-    host: str, port: int, latencies: Latencies, ready: asyncio.Event | None = None
-) -> None:
+async def serve(host: str, port: int, latencies: Latencies) -> None:
     """Serve until cancelled (or SIGTERM/SIGINT when run as a program)."""
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _Protocol(latencies), host, port, backlog=1024)
-    if ready is not None:
-        ready.set()
     async with server:
         await server.serve_forever()
 

@@ -44,7 +44,7 @@ LATE_AFTER_MS = 50.0
 
 
 class RecordSink(Protocol):
-    """Where a process's records go (the worker's batcher, or a list in benchmarks)."""
+    """Where a process's records go (the worker's batcher; in benchmarks, a stand-in for it)."""
 
     def add(self, record: RequestRecord) -> None:
         """Take one finished request."""
@@ -60,15 +60,6 @@ class UserSettings(BaseModel):
     model: str
     api_key_env: str | None = None
     """Name of the environment variable holding the API key; the key itself never travels."""
-    seed: int | None = None
-
-
-class _ListSink:
-    def __init__(self) -> None:
-        self.records: list[RequestRecord] = []
-
-    def add(self, record: RequestRecord) -> None:
-        self.records.append(record)
 
 
 class InFlight:
@@ -95,7 +86,7 @@ class LLMClientUser(FastHttpUser):
 
     abstract = True
     settings: ClassVar[UserSettings | None] = None
-    sink: ClassVar[RecordSink] = _ListSink()
+    sink: ClassVar[RecordSink]
     wait_time = between(0, 0)
     # A request is bounded by the workload's timeout_s (one gevent timer per request). No socket
     # timeout: gevent would arm and disarm a timer around every read, once per streamed chunk.
@@ -116,9 +107,7 @@ class LLMClientUser(FastHttpUser):
         if settings is None:
             raise RuntimeError("LLMUser.configure() was not called before users started")
         self._workload = settings.workload
-        self._builder = RequestBuilder(
-            settings.workload, settings.model, random.Random(settings.seed)
-        )
+        self._builder = RequestBuilder(settings.workload, settings.model, random.Random())
         self._url = str(self.host).rstrip("/") + settings.workload.path
         headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         if settings.api_key_env:

@@ -96,8 +96,6 @@ class LocalRun:
         self.step_index = -1
         self.step: Step | None = None
         self.step_started = 0.0
-        self.runner: MasterRunner | None = None
-        self.collector: Collector | None = None
         self.last_sample: dict[str, Any] = {}
 
     # -- small helpers -------------------------------------------------------------------
@@ -139,13 +137,12 @@ class LocalRun:
             },
         }
 
-    def _start_workers(self, port: int) -> None:
+    def _start_workers(self, port: int, user_class: str) -> None:
         spec = self.spec
         settings = UserSettings(
             workload=spec.workload, model=spec.model, api_key_env=spec.api_key_env
         )
         env = {**os.environ, SETTINGS_ENV: settings.model_dump_json()}
-        user_class = "ArrivalUser" if spec.plan.open_loop else "LLMUser"
         logs = self.dir / "logs"
         logs.mkdir(exist_ok=True)
         for i in range(spec.workers):
@@ -380,11 +377,10 @@ class LocalRun:
         runner = env.create_master_runner("127.0.0.1", port)
         assert isinstance(runner, MasterRunner)
         runner.register_message(RECORDS_MESSAGE, collector.on_message)
-        self.runner, self.collector = runner, collector
         sampler = None
         display = live.LiveLine(self, enabled=spec.show_live)
         try:
-            self._start_workers(port)
+            self._start_workers(port, user_class.__name__)
             self._wait_for_workers(runner)
             if self.stop.event.is_set():
                 return

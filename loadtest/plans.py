@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from loadtest.metric_text import load_label
+
 Phase = Literal[
     "baseline", "ramp", "settle", "soak", "cooldown", "spike", "recovery", "fixed", "rate"
 ]
@@ -35,7 +37,7 @@ class Step:
     @property
     def label(self) -> str:
         """How the live line and the report name the load of this step."""
-        return f"{self.rate:g} req/s" if self.rate is not None else f"{self.users} users"
+        return load_label({"users": self.users, "rate": self.rate})
 
 
 class PlanOptions(BaseModel):
@@ -128,20 +130,18 @@ class CapacityPlan(Plan):
         best = o.baseline_users if passed else None
         failures = 0 if passed else 1
         users = o.baseline_users
-        self.stop_reason = f"reached --max-users {o.max_users}"
-        while users + o.step_users <= o.max_users:
-            if failures >= o.failures_to_stop:
-                self.stop_reason = f"SLOs failed {failures} steps in a row"
-                break
+        while failures < o.failures_to_stop and users + o.step_users <= o.max_users:
             users += o.step_users
             passed = yield Step("ramp", step, users, o.spawn_rate)
             if passed:
                 best, failures = users, 0
             else:
                 failures += 1
-        else:
-            if failures >= o.failures_to_stop:
-                self.stop_reason = f"SLOs failed {failures} steps in a row"
+        self.stop_reason = (
+            f"SLOs failed {failures} steps in a row"
+            if failures >= o.failures_to_stop
+            else f"reached --max-users {o.max_users}"
+        )
         if o.soak_s > 0:
             level = best if best is not None else o.baseline_users
             # Users above the level finish the request they are in and a queue built by the

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -65,27 +66,33 @@ def _layout(fig: go.Figure, title: str, y: str) -> go.Figure:
     return fig
 
 
+_BUCKET_PERCENTILES = (50, 90, 99)
+
+
 def _buckets(recs: list[RequestRecord], t0: float, run_s: float) -> dict[str, Any]:
     width = max(2.0, math.ceil(run_s / 80.0))
     by_bucket: dict[int, dict[str, list[float]]] = {}
+    failures: Counter[int] = Counter()
     for r in recs:
-        b = by_bucket.setdefault(int((r.start - t0) // width), {"ttft": [], "e2e": [], "fail": []})
+        key = int((r.start - t0) // width)
+        b = by_bucket.setdefault(key, {"ttft": [], "e2e": []})
         if r.ok:
             if r.ttft_ms is not None:
                 b["ttft"].append(r.ttft_ms)
             if r.e2e_ms is not None:
                 b["e2e"].append(r.e2e_ms)
         else:
-            b["fail"].append(1.0)
+            failures[key] += 1
     keys = sorted(by_bucket)
     out: dict[str, Any] = {"t": [(k + 0.5) * width for k in keys], "width": width}
     for metric in ("ttft", "e2e"):
-        for p in (50, 90, 99):
-            out[f"{metric}_p{p}"] = [
-                float(np.percentile(by_bucket[k][metric], p)) if by_bucket[k][metric] else None
-                for k in keys
-            ]
-    out["failures_per_s"] = [len(by_bucket[k]["fail"]) / width for k in keys]
+        points = [
+            np.percentile(values, _BUCKET_PERCENTILES) if (values := by_bucket[k][metric]) else None
+            for k in keys
+        ]
+        for i, p in enumerate(_BUCKET_PERCENTILES):
+            out[f"{metric}_p{p}"] = [float(v[i]) if v is not None else None for v in points]
+    out["failures_per_s"] = [failures[k] / width for k in keys]
     return out
 
 

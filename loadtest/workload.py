@@ -12,6 +12,7 @@ import json
 import random
 from functools import cache
 from importlib import resources
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, Literal
 
@@ -230,13 +231,18 @@ class RequestBuilder:
         self.workload = workload
         self.model = model
         self.rng = rng
-        self._weights = [t.weight for t in workload.tasks]
-        self._prompts = [t.prompt_list() for t in workload.tasks]
+        tasks = workload.tasks
+        # What rng.choices(range(n), weights) would rebuild on every call: same draws.
+        self._range = range(len(tasks))
+        self._cum_weights = list(accumulate(t.weight for t in tasks))
+        self._prompts = [t.prompt_list() for t in tasks]
+        # Never mutated: body() spreads each into a new dict.
+        self._sampling = [t.sampling.body() for t in tasks]
 
     def next(self) -> tuple[str, bytes]:
         """Pick a task by weight and return ``(task name, JSON body)``."""
         rng = self.rng
-        index = rng.choices(range(len(self._weights)), self._weights)[0]
+        index = rng.choices(self._range, cum_weights=self._cum_weights)[0]
         task = self.workload.tasks[index]
         if task.synthetic is not None:
             prompt = synthetic_prompt(task.synthetic.prompt_tokens, rng)
@@ -245,12 +251,13 @@ class RequestBuilder:
         low, high = task.max_tokens
         max_tokens = rng.randint(low, high)
         return task.name, json.dumps(
-            self.body(task, prompt, max_tokens), ensure_ascii=False
+            self.body(index, prompt, max_tokens), ensure_ascii=False
         ).encode()
 
-    def body(self, task: Task, prompt: str, max_tokens: int) -> dict[str, Any]:
-        """The JSON body of one request in the endpoint's dialect."""
-        sampling = task.sampling.body()
+    def body(self, index: int, prompt: str, max_tokens: int) -> dict[str, Any]:
+        """The JSON body of one request of task ``index`` in the endpoint's dialect."""
+        task = self.workload.tasks[index]
+        sampling = self._sampling[index]
         endpoint = self.workload.endpoint
         if endpoint == "generate":
             return {"prompt": prompt, "max_tokens": max_tokens, "stream": True, **sampling}

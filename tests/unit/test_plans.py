@@ -74,3 +74,8 @@ def test_fixed_shapes() -> None:
 def test_plan_errors(name: str, options: dict[str, object], message: str) -> None:
     with pytest.raises(PlanError, match=message):
         create(name, PlanOptions(**options))
+
+
+def test_step_label_reads_like_the_reports() -> None:
+    assert Step("ramp", 10.0, 150).label == "150 users"
+    assert Step("rate", 10.0, rate=2.5).label == "2.5 req/s"

@@ -68,6 +68,16 @@ def test_weights_pick_tasks_in_proportion() -> None:
     assert names.count("a") / len(names) == pytest.approx(0.75, abs=0.03)
 
 
+def test_a_body_changed_by_its_caller_leaves_the_next_one_alone() -> None:
+    mix = workload.parse(
+        {"tasks": [{"name": "a", "prompts": ["x"], "sampling": {"temperature": 0.5}}]}
+    )
+    for endpoint in ("chat", "generate"):
+        builder = RequestBuilder(mix.with_endpoint(endpoint), "m", random.Random(5))
+        builder.body(0, "x", 4)["temperature"] = 2.0
+        assert json.loads(builder.next()[1])["temperature"] == 0.5
+
+
 @pytest.mark.parametrize(
     ("document", "expected"),
     [
