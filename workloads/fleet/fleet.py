@@ -15,10 +15,13 @@ import asyncio
 import contextlib
 import json
 import time
+from functools import cached_property
 from typing import Any
 
 from workloads.autoscaling import RUNNING_METRIC, WAITING_METRIC
 from workloads.emulator import ReplicaServer
+from workloads.emulator.replica_spec import ReplicaSpec, replica_spec
+from workloads.emulator.tokens import TokenCounter, token_counter
 from workloads.fleet.cluster import Changes, Cluster, Pod, PodState
 from workloads.fleet.control_plane import ControlPlane
 from workloads.fleet.fleet_spec import FleetSpec
@@ -120,15 +123,27 @@ class Fleet:
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
 
-    async def _serve(self, pod: Pod) -> None:
+    @cached_property
+    def _replica(self) -> tuple[ReplicaSpec, TokenCounter]:
+        """What every replica shares: its fit (immutable) and the prompt counter (stateless).
+
+        Built when the first replica starts, then reused: a scale-out does not rerun the fit check
+        or reread a tokenizer file on the event loop.
+        """
         spec = self.spec
-        server = ReplicaServer(
+        replica = replica_spec(
             spec.model,
             spec.gpu,
             max_model_len=spec.max_model_len,
             gpu_memory_utilization=spec.gpu_memory_utilization,
             tensor_parallel=spec.tensor_parallel,
-            api_key=self.api_key,
+        )
+        return replica, token_counter(replica.model.name)
+
+    async def _serve(self, pod: Pod) -> None:
+        replica, counter = self._replica
+        server = ReplicaServer(
+            self.spec.model, self.spec.gpu, api_key=self.api_key, spec=replica, counter=counter
         )
         port = await server.start(self.host, 0)
         self.servers[pod.name] = server
