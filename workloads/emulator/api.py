@@ -449,7 +449,12 @@ class _Sink:
 
 
 class _LegacySink:
-    """``/generate``: ``{"text": [prompt + output]}``, or one such JSON line per token."""
+    """``/generate``: ``{"text": [prompt + output]}``, or one such JSON line per token.
+
+    JSON escapes each character on its own, so the text is kept escaped: the prompt escaped once,
+    then each new token's precomputed escaped piece appended. Each line is the same bytes as
+    dumping the whole text again, without re-escaping the prompt for every token.
+    """
 
     def __init__(
         self, conn: HttpConnection, fill: Filler, offset: int, prompt: str, stream: bool
@@ -457,7 +462,11 @@ class _LegacySink:
         self._conn = conn
         self._fill = fill
         self._offset = offset
-        self._prompt = prompt
+        self._escaped_prompt = json.dumps(prompt, ensure_ascii=False)[1:-1]
+        self._text: bytearray | None = None
+        """``{"text": ["`` and the escaped text so far, as UTF-8; built at the first line."""
+        self._pieces = 0
+        """Output pieces already in ``_text``."""
         self._stream = stream
         if stream:
             conn.start_stream(200, "application/json")
@@ -467,11 +476,18 @@ class _LegacySink:
         finished = seq.status == "finished"
         if not self._stream and not finished:
             return
-        text = self._prompt + self._fill.text(self._offset, seq.output_tokens)
-        line = json.dumps({"text": [text]}, ensure_ascii=False).encode()
+        text = self._text
+        if text is None:
+            # Encoded where the first line is written: a prompt UTF-8 cannot encode (a lone
+            # surrogate) fails here, at the first token, not when the request arrives.
+            text = self._text = bytearray(b'{"text": ["' + self._escaped_prompt.encode())
+        escaped = self._fill.escaped
+        while self._pieces < seq.output_tokens:
+            text += escaped[(self._offset + self._pieces) % len(escaped)]
+            self._pieces += 1
         if not self._stream:
-            self._conn.respond(200, line)
+            self._conn.respond(200, b"".join((text, b'"]}')))
         elif finished:
-            self._conn.end_stream(line + b"\n")
+            self._conn.end_stream(b"".join((text, b'"]}\n')))
         else:
-            self._conn.write_chunk(line + b"\n")
+            self._conn.write_chunk(b"".join((text, b'"]}\n')))
