@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from workloads.emulator.driver import EngineDriver
 from workloads.emulator.engine import FinishReason, Sequence, SequenceSink
 from workloads.emulator.filler import Filler, filler
-from workloads.emulator.http_protocol import HttpConnection, HttpRequest
+from workloads.emulator.http_protocol import HttpConnection, HttpRequest, error_body
 from workloads.emulator.tokens import TokenCounter, cjk_share, render_chat
 
 EMULATED_VLLM_VERSION = "0.11.0"
@@ -57,13 +57,9 @@ class ApiError(Exception):
             405: "MethodNotAllowedError",
             503: "ServiceUnavailableError",
         }
-        error = {
-            "message": self.message,
-            "type": kind.get(self.status, "InternalServerError"),
-            "param": self.param,
-            "code": self.status,
-        }
-        return json.dumps({"error": error}).encode()
+        return error_body(
+            self.status, self.message, kind.get(self.status, "InternalServerError"), self.param
+        )
 
 
 _UNAUTHORIZED = json.dumps(

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Callable
 from typing import cast
 
 import httptools
 
-from workloads.emulator.http_protocol import HttpConnection, HttpRequest
+from workloads.emulator.http_protocol import HttpConnection, HttpRequest, error_body
 
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade"}
@@ -33,7 +32,7 @@ LocalRoute = Callable[[], tuple[int, bytes]]
 
 def _error(status: int, message: str) -> bytes:
     kind = {502: "BadGatewayError", 503: "ServiceUnavailableError"}.get(status, "Error")
-    return json.dumps({"error": {"message": message, "type": kind, "code": status}}).encode()
+    return error_body(status, message, kind, with_param=False)
 
 
 def encode_request(request: HttpRequest) -> bytes:
