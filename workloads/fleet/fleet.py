@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import Any
 
 from workloads.autoscaling import RUNNING_METRIC, WAITING_METRIC
-from workloads.emulator import ReplicaServer
+from workloads.emulator import EngineStats, ReplicaServer
 from workloads.emulator.replica_spec import ReplicaSpec, replica_spec
 from workloads.emulator.tokens import TokenCounter, token_counter
 from workloads.fleet.cluster import Changes, Cluster, Pod, PodState
@@ -30,6 +30,14 @@ from workloads.vllm_args import DRAIN_SECONDS
 
 TICK_S = 0.05
 STATUS_PATH = "/fleet/status"
+
+
+def _totals(stats: list[EngineStats]) -> dict[str, float]:
+    """The queue and batch gauges the control plane scrapes, summed over ``stats``."""
+    return {
+        WAITING_METRIC: float(sum(s.waiting for s in stats)),
+        RUNNING_METRIC: float(sum(s.running for s in stats)),
+    }
 
 
 class ScaledClock:
@@ -165,25 +173,21 @@ class Fleet:
     # -- what the control plane and the runner read -------------------------------------------
     def read_metrics(self) -> dict[str, float]:
         """The queue and batch gauges summed over every replica still exporting them."""
-        stats = [server.stats() for server in self.servers.values()]
-        return {
-            WAITING_METRIC: float(sum(s.waiting for s in stats)),
-            RUNNING_METRIC: float(sum(s.running for s in stats)),
-        }
+        return _totals([server.stats() for server in self.servers.values()])
 
     def status(self) -> dict[str, Any]:
         """Replicas by state, nodes, queue, KV usage per replica, GPU and replica hours."""
         cluster, control = self.cluster, self.control
         replicas: dict[str, dict[str, Any]] = {}
         outstanding = {b.name: b.outstanding for b in self.router.backends}
+        by_replica = {name: server.stats() for name, server in self.servers.items()}
         for pod in cluster.pods:
             entry: dict[str, Any] = {
                 "state": pod.state.value,
                 "node": pod.node.name if pod.node is not None else None,
             }
-            server = self.servers.get(pod.name)
-            if server is not None:
-                stats = server.stats()
+            stats = by_replica.get(pod.name)
+            if stats is not None:
                 entry |= {
                     "running": stats.running,
                     "waiting": stats.waiting,
@@ -191,7 +195,8 @@ class Fleet:
                     "outstanding": outstanding.get(pod.name, 0),
                 }
             replicas[pod.name] = entry
-        totals = self.read_metrics()
+        totals = _totals(list(by_replica.values()))
+        unscheduled = cluster.count(PodState.PENDING)
         decision = control.decision
         return {
             "time_scale": self.clock.time_scale,
@@ -199,8 +204,8 @@ class Fleet:
             "cpu": self._cpu_share(),
             "desired_replicas": control.replicas,
             "ready_replicas": cluster.count(PodState.READY),
-            "pending_replicas": cluster.count(PodState.PENDING) + cluster.count(PodState.STARTING),
-            "unscheduled_replicas": cluster.count(PodState.PENDING),
+            "pending_replicas": unscheduled + cluster.count(PodState.STARTING),
+            "unscheduled_replicas": unscheduled,
             "terminating_replicas": cluster.count(PodState.TERMINATING),
             "nodes": len(cluster.nodes),
             "ready_nodes": cluster.ready_nodes,
