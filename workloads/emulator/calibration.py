@@ -60,8 +60,6 @@ class CalibrationRow:
     workload: Workload
     published: dict[Metric, float]
     ttft_percentile: float
-    source: str
-    assumption: str
 
 
 @dataclass(frozen=True)
@@ -139,8 +137,6 @@ def rows() -> list[CalibrationRow]:
                 ),
                 published=published,
                 ttft_percentile=percentile,
-                source=obs["source"],
-                assumption=sc["assumption"],
             )
         )
     return out

@@ -2,7 +2,7 @@
 
 The control plane runs on a scaled clock (``time_scale`` 0.05: one real second is 20 control
 seconds), so node boots, image pulls, stabilisation windows and scan periods pass that much
-faster; requests are served in real time. Every ``tick_s`` it moves; a pod that became ready gets
+faster; requests are served in real time. Every ``TICK_S`` it moves; a pod that became ready gets
 an emulated replica on its own port (with its own ``/metrics``) and joins the router; a pod being
 deleted leaves the router at once, drains its in-flight requests and only then frees its GPU.
 The drain deadline is vLLM's own (``--shutdown-timeout``) in real seconds: requests are not
@@ -68,13 +68,11 @@ class Fleet:
         time_scale: float = 1.0,
         host: str = "127.0.0.1",
         api_key: str | None = None,
-        tick_s: float = TICK_S,
     ) -> None:
         self.spec = spec
         self.clock = ScaledClock(time_scale)
         self.host = host
         self.api_key = api_key
-        self.tick_s = tick_s
         self.servers: dict[str, ReplicaServer] = {}
         self.cluster = Cluster(
             spec.pool, spec.tensor_parallel, spec.timings, spec.autoscaling.min_replicas, now=0.0
@@ -116,7 +114,7 @@ class Fleet:
     async def _run(self) -> None:
         while True:
             self._apply(self.control.tick(self.clock.now()))
-            await asyncio.sleep(self.tick_s)
+            await asyncio.sleep(TICK_S)
 
     # -- pods to replicas ---------------------------------------------------------------------
     def _apply(self, changes: Changes) -> None:
@@ -209,7 +207,7 @@ class Fleet:
             "terminating_replicas": cluster.count(PodState.TERMINATING),
             "nodes": len(cluster.nodes),
             "ready_nodes": cluster.ready_nodes,
-            "gpus": len(cluster.nodes) * cluster.gpus_per_node,
+            "gpus": len(cluster.nodes) * cluster.pool.gpus_per_node,
             "queue": totals[WAITING_METRIC],
             "running": totals[RUNNING_METRIC],
             "replicas": replicas,

@@ -143,7 +143,6 @@ class Router:
         self.local = local or {}
         self._connections: set[HttpConnection] = set()
         self._server: asyncio.Server | None = None
-        self.port = 0
 
     def add(self, backend: Backend) -> None:
         """A replica is ready: route to it."""
@@ -208,8 +207,7 @@ class Router:
         self._server = await loop.create_server(
             lambda: HttpConnection(self, self._connections), host, port, reuse_address=True
         )
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self.port
+        return cast(int, self._server.sockets[0].getsockname()[1])
 
     def stop_listening(self) -> None:
         """Accept no new connections; open ones carry on."""
