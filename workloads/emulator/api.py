@@ -129,6 +129,11 @@ class _GenerateRequest(BaseModel):
 _Req = TypeVar("_Req", bound=BaseModel)
 
 
+def _filler_for(text: str) -> Filler:
+    """The Chinese filler when over a fifth of the visible characters of ``text`` are CJK."""
+    return filler(cjk_share(text) > 0.2)
+
+
 def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
     first = exc.errors()[0]
     param = ".".join(str(p) for p in first["loc"]) or None
@@ -326,7 +331,7 @@ class OpenAIApi:
             self,
             conn,
             kind=kind,
-            fill=filler(cjk_share(user_text) > 0.2),
+            fill=_filler_for(user_text),
             offset=offset,
             stream=req.stream,
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
@@ -337,8 +342,7 @@ class OpenAIApi:
         req = self._parse(request, _GenerateRequest)
         tokens = max(1, self.settings.counter.count(req.prompt))
         seq, offset = self._sequence(req.prompt, tokens, req.max_tokens, req.ignore_eos)
-        fill = filler(cjk_share(req.prompt) > 0.2)
-        sink = _LegacySink(conn, fill, offset, req.prompt, req.stream)
+        sink = _LegacySink(conn, _filler_for(req.prompt), offset, req.prompt, req.stream)
         self._start(seq, sink, conn)
 
     def new_id(self, prefix: str) -> str:
@@ -400,14 +404,12 @@ class _Sink:
             if seq.status == "finished":
                 self._conn.respond(200, self._whole(seq))
             return
+        escaped = self._fill.escaped
+        piece = escaped[(self._offset + seq.output_tokens - 1) % len(escaped)]
         if seq.output_tokens > 1 and seq.status != "finished":
             # The hot path: one preformatted chunk per token, written straight to the socket.
-            fill = self._fill
-            piece = fill.escaped[(self._offset + seq.output_tokens - 1) % len(fill.escaped)]
             self._conn.write_chunk_parts(self._token_prefix, piece, self._token_suffix)
             return
-        fill = self._fill
-        piece = fill.escaped[(self._offset + seq.output_tokens - 1) % len(fill.escaped)]
         finished = seq.status == "finished"
         reason = b'"%b"' % seq.finish_reason.encode() if finished and seq.finish_reason else b"null"
         parts = [b"data: ", self._head, self._open, piece, self._close % reason, b"\n\n"]
