@@ -259,6 +259,12 @@ def table(res: list[Residual]) -> str:
     return "\n".join(lines)
 
 
+def print_residuals(res: list[Residual]) -> float:
+    """Print the residual table of ``res``; return the worst |error| in it."""
+    print(table(res))
+    return max(abs(r.error) for r in res)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the residual table; refit first with ``--fit``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -270,8 +276,7 @@ def main(argv: list[str] | None = None) -> None:
         write(eff)
     res = all_residuals(eff)
     print(", ".join(f"{k}={v:.4g}" for k, v in eff.as_dict().items()))
-    print(table(res))
-    worst = max(abs(r.error) for r in res)
+    worst = print_residuals(res)
     print(f"worst |error| {worst:.1%} (tolerance {TOLERANCE:.0%})")
 
 
