@@ -98,7 +98,11 @@ def emulator_process(conn: Connection, model: str, gpu: str) -> None:
 
 
 class _Stream(asyncio.Protocol):
-    """One keep-alive connection sending streaming chat requests back to back."""
+    """One keep-alive connection sending streaming chat requests back to back.
+
+    Each read's content chunks are counted without parsing JSON and handed to ``counted``, which
+    adds them to ``counter``; a subclass overrides it (and ``send``) to do more.
+    """
 
     PATTERN = b'{"content":"'
 
@@ -110,15 +114,24 @@ class _Stream(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        transport.write(self.request)  # type: ignore[attr-defined]
+        self.send()
+
+    def send(self) -> None:
+        """Send the request: on connecting, then each time a response ends."""
+        assert self.transport is not None
+        self.transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         buf = self.tail + data
-        self.counter[0] += buf.count(self.PATTERN)
+        self.counted(buf.count(self.PATTERN))
         self.tail = buf[-(len(self.PATTERN) - 1) :]
         if b"data: [DONE]" in buf and self.transport is not None:
             self.tail = b""
-            self.transport.write(self.request)
+            self.send()
+
+    def counted(self, chunks: int) -> None:
+        """``chunks`` content chunks arrived in one read (zero or more)."""
+        self.counter[0] += chunks
 
 
 def stream_request(model: str, prompt: str, max_tokens: int) -> bytes:
@@ -164,8 +177,7 @@ def load_process(port: int, model: str, concurrency: int, seconds: float, conn: 
 def fidelity() -> bool:
     """Print the calibration residual table; True if every row is within tolerance."""
     residuals = calibration.all_residuals()
-    print(calibration.table(residuals))
-    worst = max(abs(r.error) for r in residuals)
+    worst = calibration.print_residuals(residuals)
     print(f"fidelity: worst |error| {worst:.1%} over {len(residuals)} published metrics "
           f"(goal <= {calibration.TOLERANCE:.0%})")  # fmt: skip
     return worst <= calibration.TOLERANCE

@@ -26,8 +26,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
-import uvloop
-from bench_emulator import pin, stream_request
+from bench_emulator import _run_loop, _Stream, pin, stream_request
 
 from workloads.emulator import ReplicaServer
 from workloads.fleet.router import Backend, Router
@@ -72,49 +71,39 @@ def server_process(conn: Connection, model: str, gpu: str) -> None:
         await router.stop()
         await replica.stop()
 
-    uvloop.run(main())
+    _run_loop(main())
 
 
-class _TimedStream(asyncio.Protocol):
-    """Streaming chat requests back to back on one connection, every content chunk timed."""
+class _TimedStream(_Stream):
+    """``_Stream`` counting only while ``sink["on"]``, and timing every read with content chunks."""
 
-    PATTERN = b'{"content":"'
-
-    def __init__(self, request: bytes, sink: dict[str, Any]) -> None:
-        self.request = request
+    def __init__(self, request: bytes, counter: list[int], sink: dict[str, Any]) -> None:
+        super().__init__(request, counter)
         self.sink = sink
-        self.tail = b""
         self.sent = 0.0
         self.last: float | None = None
-        self.transport: asyncio.Transport | None = None
+        self.now = 0.0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self._send()
-
-    def _send(self) -> None:
-        assert self.transport is not None
+    def send(self) -> None:
         self.sent, self.last = time.perf_counter(), None
-        self.transport.write(self.request)
+        super().send()
 
     def data_received(self, data: bytes) -> None:
-        now = time.perf_counter()
-        buf = self.tail + data
-        chunks = buf.count(self.PATTERN)
-        self.tail = buf[-(len(self.PATTERN) - 1) :]
+        self.now = time.perf_counter()  # the read's time, before any work on it
+        super().data_received(data)
+
+    def counted(self, chunks: int) -> None:
+        if not chunks:
+            return
         sink = self.sink
-        if chunks and sink["on"]:
+        if sink["on"]:
             if self.last is None:
-                sink["ttft"].append(now - self.sent)
+                sink["ttft"].append(self.now - self.sent)
             else:
-                sink["itl"].append(now - self.last)
+                sink["itl"].append(self.now - self.last)
             sink["itl"].extend([0.0] * (chunks - 1))
-            sink["tokens"] += chunks
-        if chunks:
-            self.last = now
-        if b"data: [DONE]" in buf:
-            self.tail = b""
-            self._send()
+            super().counted(chunks)
+        self.last = self.now
 
 
 def load_process(
@@ -125,12 +114,13 @@ def load_process(
 
     async def window(port: int) -> dict[str, Any]:
         request = stream_request(model, "Benchmark the router, please.", MAX_TOKENS)
-        sink: dict[str, Any] = {"on": False, "ttft": [], "itl": [], "tokens": 0}
+        counter = [0]
+        sink: dict[str, Any] = {"on": False, "ttft": [], "itl": []}
         loop = asyncio.get_running_loop()
         transports = []
         for _ in range(streams):
             transport, _ = await loop.create_connection(
-                lambda: _TimedStream(request, sink), "127.0.0.1", port
+                lambda: _TimedStream(request, counter, sink), "127.0.0.1", port
             )
             transports.append(transport)
         await asyncio.sleep(WARMUP_S)
@@ -146,7 +136,8 @@ def load_process(
             transport.close()
         await asyncio.sleep(0.5)  # aborted sequences leave the engine before the next window
         sink.update(
-            tokens_per_s=sink["tokens"] / wall,
+            tokens=counter[0],
+            tokens_per_s=counter[0] / wall,
             client_cpu=(time.process_time() - cpu0) / wall,
             server_cpu=server_cpu,
         )
@@ -159,7 +150,7 @@ def load_process(
                 out[path].append(await window(ports[path]))
         return out
 
-    conn.send(("result", uvloop.run(main())))
+    conn.send(("result", _run_loop(main())))
 
 
 def _summary(windows: list[dict[str, Any]]) -> dict[str, float]:

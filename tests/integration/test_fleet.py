@@ -119,6 +119,12 @@ async def _scenario() -> None:
             "requests on the new replicas",
         )
         scaled_out = fleet.status()
+        # The replicas share the fleet's one fit and prompt counter; engines and registries not.
+        replicas = list(fleet.servers.values())
+        assert len(replicas) >= 2
+        assert len({id(r.spec) for r in replicas}) == len({id(r.counter) for r in replicas}) == 1
+        assert len({id(r.driver.engine) for r in replicas}) == len(replicas)
+        assert len({id(r.registry) for r in replicas}) == len(replicas)
         # 6 users: below the target even for one replica, so the fleet scales in under load.
         quiet = Load(url, users=6, max_tokens=60)
         quiet_task = asyncio.create_task(quiet.run())

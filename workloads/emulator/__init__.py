@@ -32,7 +32,9 @@ each on its own port with its own ``/metrics`` registry)::
 ``stats()`` reads the engine directly, so an autoscaler in the same loop needs no scrape; the
 numbers are the ones ``/metrics`` exports (``vllm:num_requests_running``, ``_waiting``,
 ``vllm:kv_cache_usage_perc``). ``replica.lag`` holds the emission lag of every token so far.
-Replicas share nothing but the event loop; any asyncio loop works (the CLI uses uvloop).
+Replicas share nothing but the event loop (and, when passed as ``spec=`` / ``counter=``, the
+immutable ``ReplicaSpec`` and the stateless token counter, as the fleet's do); any asyncio loop
+works (the CLI uses uvloop).
 """
 
 from workloads.emulator.engine import EngineStats

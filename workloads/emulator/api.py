@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from workloads.emulator.driver import EngineDriver
 from workloads.emulator.engine import FinishReason, Sequence, SequenceSink
 from workloads.emulator.filler import Filler, filler
-from workloads.emulator.http_protocol import HttpConnection, HttpRequest
+from workloads.emulator.http_protocol import HttpConnection, HttpRequest, error_body
 from workloads.emulator.tokens import TokenCounter, cjk_share, render_chat
 
 EMULATED_VLLM_VERSION = "0.11.0"
@@ -57,13 +57,9 @@ class ApiError(Exception):
             405: "MethodNotAllowedError",
             503: "ServiceUnavailableError",
         }
-        error = {
-            "message": self.message,
-            "type": kind.get(self.status, "InternalServerError"),
-            "param": self.param,
-            "code": self.status,
-        }
-        return json.dumps({"error": error}).encode()
+        return error_body(
+            self.status, self.message, kind.get(self.status, "InternalServerError"), self.param
+        )
 
 
 _UNAUTHORIZED = json.dumps(
@@ -131,6 +127,11 @@ class _GenerateRequest(BaseModel):
 
 
 _Req = TypeVar("_Req", bound=BaseModel)
+
+
+def _filler_for(text: str) -> Filler:
+    """The Chinese filler when over a fifth of the visible characters of ``text`` are CJK."""
+    return filler(cjk_share(text) > 0.2)
 
 
 def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
@@ -330,7 +331,7 @@ class OpenAIApi:
             self,
             conn,
             kind=kind,
-            fill=filler(cjk_share(user_text) > 0.2),
+            fill=_filler_for(user_text),
             offset=offset,
             stream=req.stream,
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
@@ -341,8 +342,7 @@ class OpenAIApi:
         req = self._parse(request, _GenerateRequest)
         tokens = max(1, self.settings.counter.count(req.prompt))
         seq, offset = self._sequence(req.prompt, tokens, req.max_tokens, req.ignore_eos)
-        fill = filler(cjk_share(req.prompt) > 0.2)
-        sink = _LegacySink(conn, fill, offset, req.prompt, req.stream)
+        sink = _LegacySink(conn, _filler_for(req.prompt), offset, req.prompt, req.stream)
         self._start(seq, sink, conn)
 
     def new_id(self, prefix: str) -> str:
@@ -404,14 +404,12 @@ class _Sink:
             if seq.status == "finished":
                 self._conn.respond(200, self._whole(seq))
             return
+        escaped = self._fill.escaped
+        piece = escaped[(self._offset + seq.output_tokens - 1) % len(escaped)]
         if seq.output_tokens > 1 and seq.status != "finished":
             # The hot path: one preformatted chunk per token, written straight to the socket.
-            fill = self._fill
-            piece = fill.escaped[(self._offset + seq.output_tokens - 1) % len(fill.escaped)]
             self._conn.write_chunk_parts(self._token_prefix, piece, self._token_suffix)
             return
-        fill = self._fill
-        piece = fill.escaped[(self._offset + seq.output_tokens - 1) % len(fill.escaped)]
         finished = seq.status == "finished"
         reason = b'"%b"' % seq.finish_reason.encode() if finished and seq.finish_reason else b"null"
         parts = [b"data: ", self._head, self._open, piece, self._close % reason, b"\n\n"]
@@ -449,7 +447,12 @@ class _Sink:
 
 
 class _LegacySink:
-    """``/generate``: ``{"text": [prompt + output]}``, or one such JSON line per token."""
+    """``/generate``: ``{"text": [prompt + output]}``, or one such JSON line per token.
+
+    JSON escapes each character on its own, so the text is kept escaped: the prompt escaped once,
+    then each new token's precomputed escaped piece appended. Each line is the same bytes as
+    dumping the whole text again, without re-escaping the prompt for every token.
+    """
 
     def __init__(
         self, conn: HttpConnection, fill: Filler, offset: int, prompt: str, stream: bool
@@ -457,7 +460,11 @@ class _LegacySink:
         self._conn = conn
         self._fill = fill
         self._offset = offset
-        self._prompt = prompt
+        self._escaped_prompt = json.dumps(prompt, ensure_ascii=False)[1:-1]
+        self._text: bytearray | None = None
+        """``{"text": ["`` and the escaped text so far, as UTF-8; built at the first line."""
+        self._pieces = 0
+        """Output pieces already in ``_text``."""
         self._stream = stream
         if stream:
             conn.start_stream(200, "application/json")
@@ -467,11 +474,18 @@ class _LegacySink:
         finished = seq.status == "finished"
         if not self._stream and not finished:
             return
-        text = self._prompt + self._fill.text(self._offset, seq.output_tokens)
-        line = json.dumps({"text": [text]}, ensure_ascii=False).encode()
+        text = self._text
+        if text is None:
+            # Encoded where the first line is written: a prompt UTF-8 cannot encode (a lone
+            # surrogate) fails here, at the first token, not when the request arrives.
+            text = self._text = bytearray(b'{"text": ["' + self._escaped_prompt.encode())
+        escaped = self._fill.escaped
+        while self._pieces < seq.output_tokens:
+            text += escaped[(self._offset + self._pieces) % len(escaped)]
+            self._pieces += 1
         if not self._stream:
-            self._conn.respond(200, line)
+            self._conn.respond(200, b"".join((text, b'"]}')))
         elif finished:
-            self._conn.end_stream(line + b"\n")
+            self._conn.end_stream(b"".join((text, b'"]}\n')))
         else:
-            self._conn.write_chunk(line + b"\n")
+            self._conn.write_chunk(b"".join((text, b'"]}\n')))

@@ -60,8 +60,6 @@ class CalibrationRow:
     workload: Workload
     published: dict[Metric, float]
     ttft_percentile: float
-    source: str
-    assumption: str
 
 
 @dataclass(frozen=True)
@@ -139,8 +137,6 @@ def rows() -> list[CalibrationRow]:
                 ),
                 published=published,
                 ttft_percentile=percentile,
-                source=obs["source"],
-                assumption=sc["assumption"],
             )
         )
     return out
@@ -263,6 +259,12 @@ def table(res: list[Residual]) -> str:
     return "\n".join(lines)
 
 
+def print_residuals(res: list[Residual]) -> float:
+    """Print the residual table of ``res``; return the worst |error| in it."""
+    print(table(res))
+    return max(abs(r.error) for r in res)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the residual table; refit first with ``--fit``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -274,8 +276,7 @@ def main(argv: list[str] | None = None) -> None:
         write(eff)
     res = all_residuals(eff)
     print(", ".join(f"{k}={v:.4g}" for k, v in eff.as_dict().items()))
-    print(table(res))
-    worst = max(abs(r.error) for r in res)
+    worst = print_residuals(res)
     print(f"worst |error| {worst:.1%} (tolerance {TOLERANCE:.0%})")
 
 

@@ -39,8 +39,9 @@ class LagHistogram:
 
     def __init__(self) -> None:
         self._half = round(_LAG_RANGE_S / _LAG_RESOLUTION_S)
-        self.counts = [0] * (2 * self._half + 1)
-        self.total = 0
+        self.counts: list[int]
+        self.total: int
+        self.reset()
 
     def reset(self) -> None:
         """Forget what was counted (a benchmark's warm-up, say)."""

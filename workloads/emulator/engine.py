@@ -114,7 +114,6 @@ class StepPlan:
 class StepResult:
     """What a completed step produced, for delivery and metrics."""
 
-    now: float
     new_tokens: list[Sequence] = field(default_factory=list)
     finished: list[Sequence] = field(default_factory=list)
     ttfts: list[float] = field(default_factory=list)
@@ -284,7 +283,7 @@ class Engine:
 
     def complete(self, plan: StepPlan, now: float) -> StepResult:
         """Apply a planned step that ended at ``now``: new tokens, finished sequences."""
-        result = StepResult(now=now, preempted=plan.preempted)
+        result = StepResult(preempted=plan.preempted)
         for seq, n in plan.scheduled:
             if seq.status != "running":
                 continue  # aborted (or preempted) while the step ran

@@ -46,6 +46,21 @@ class RequestHandler(Protocol):
         """Answer ``request`` on ``conn`` now or later."""
 
 
+def error_body(
+    status: int, message: str, kind: str, param: str | None = None, *, with_param: bool = True
+) -> bytes:
+    """An OpenAI-style error object as JSON: ``{"error": {"message", "type", "param", "code"}}``.
+
+    ``code`` is the HTTP status; ``with_param=False`` leaves ``param`` out (the fleet router's
+    own errors have none).
+    """
+    error: dict[str, object] = {"message": message, "type": kind}
+    if with_param:
+        error["param"] = param
+    error["code"] = status
+    return json.dumps({"error": error}).encode()
+
+
 def _status_line(status: int) -> bytes:
     return f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()
 
@@ -140,10 +155,8 @@ class HttpConnection(asyncio.Protocol):
         self._handler.handle(request, self)
 
     def _fail(self, status: int, message: str) -> None:
-        error = {"message": message, "type": "BadRequestError", "param": None, "code": status}
-        body = json.dumps({"error": error}).encode()
         self._keep_alive = False
-        self.respond(status, body)
+        self.respond(status, error_body(status, message, "BadRequestError"))
 
     def _head(self, status: int, content_type: str, extra: Iterable[tuple[str, str]]) -> bytes:
         lines = [_status_line(status), f"content-type: {content_type}\r\n".encode()]

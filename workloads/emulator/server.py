@@ -24,7 +24,10 @@ class ReplicaServer:
     """A vLLM stand-in for ``model`` on ``gpu``, refused as vLLM would refuse it.
 
     Construction checks the fit (``CatalogError`` / ``FitError`` with the catalog's message) and
-    builds the engine; nothing listens until ``start``.
+    builds the engine; nothing listens until ``start``. A caller that starts many replicas of one
+    kind (the fleet) passes ``spec``, what ``replica_spec`` gives for the other arguments, and
+    ``counter`` once built, so neither the fit check nor the tokenizer file runs again; each
+    replica still has its own engine, metrics registry and API state.
     """
 
     def __init__(
@@ -37,18 +40,24 @@ class ReplicaServer:
         tensor_parallel: int = 1,
         api_key: str | None = None,
         tokenizer_file: Path | None = None,
+        spec: ReplicaSpec | None = None,
+        counter: TokenCounter | None = None,
     ) -> None:
-        self.spec: ReplicaSpec = replica_spec(
-            model,
-            gpu,
-            max_model_len=max_model_len,
-            gpu_memory_utilization=gpu_memory_utilization,
-            tensor_parallel=tensor_parallel,
-        )
+        if spec is None:
+            spec = replica_spec(
+                model,
+                gpu,
+                max_model_len=max_model_len,
+                gpu_memory_utilization=gpu_memory_utilization,
+                tensor_parallel=tensor_parallel,
+            )
+        self.spec: ReplicaSpec = spec
         self.model_name = self.spec.model.name
         self.metrics = ReplicaMetrics(self.model_name)
         self.driver = EngineDriver(self.spec.new_engine(), self.metrics)
-        self.counter: TokenCounter = token_counter(self.model_name, tokenizer_file)
+        if counter is None:
+            counter = token_counter(self.model_name, tokenizer_file)
+        self.counter: TokenCounter = counter
         settings = ApiSettings(
             served_model=self.model_name,
             max_model_len=self.spec.fit.max_model_len,

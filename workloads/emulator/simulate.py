@@ -36,7 +36,6 @@ class WorkloadResult:
     ttft_s: list[float]
     tpot_s: list[float]
     """Per request: (E2E - TTFT) / (output tokens - 1), for requests with two or more tokens."""
-    duration_s: float
 
     def ttft_percentile(self, p: float) -> float:
         """Percentile ``p`` (0..100) of TTFT, interpolated as ``statistics.quantiles`` does."""
@@ -94,6 +93,4 @@ def run_closed_loop(engine: Engine, workload: Workload) -> WorkloadResult:
         if s.output_tokens > 1 and s.first_token_at is not None and s.finished_at is not None
     ]
     generated = sum(s.output_tokens for s in done)
-    return WorkloadResult(
-        output_tokens_per_s=generated / now, ttft_s=ttfts, tpot_s=tpots, duration_s=now
-    )
+    return WorkloadResult(output_tokens_per_s=generated / now, ttft_s=ttfts, tpot_s=tpots)

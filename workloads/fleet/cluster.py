@@ -46,7 +46,6 @@ class Node:
     """One GPU instance of the managed node group."""
 
     name: str
-    launched_at: float
     ready_at: float
     slots: int
     """Replicas it can hold (GPUs per node // GPUs per replica)."""
@@ -101,7 +100,6 @@ class Cluster:
             raise ValueError(
                 f"a replica needs {gpus_per_replica} GPUs but a node has {pool.gpus_per_node}"
             )
-        self.gpus_per_node = pool.gpus_per_node
         self.now = now
         self.nodes: list[Node] = []
         self.pods: list[Pod] = []
@@ -115,7 +113,7 @@ class Cluster:
         self._node_count = 0
         warm = max(pool.min_nodes, math.ceil(replicas / self.slots_per_node))
         for _ in range(warm):
-            self._launch(now, ready_at=now).image_at = now
+            self._launch(ready_at=now).image_at = now
         for _ in range(replicas):
             pod, node = self._create(now), self._least_allocated()
             assert node is not None, "the warm nodes have a slot for every initial replica"
@@ -167,7 +165,7 @@ class Cluster:
     def _account(self, now: float) -> None:
         elapsed = now - self.now
         if elapsed > 0:
-            self.gpu_seconds += elapsed * len(self.nodes) * self.gpus_per_node
+            self.gpu_seconds += elapsed * len(self.nodes) * self.pool.gpus_per_node
             self.replica_seconds += elapsed * self.count(PodState.READY)
             self.now = now
 
@@ -247,7 +245,7 @@ class Cluster:
         room = self.pool.max_nodes - len(self.nodes)
         if pending > booting and room > 0:
             for _ in range(min(math.ceil((pending - booting) / self.slots_per_node), room)):
-                self._launch(self.now, ready_at=self.now + self.timings.node_boot_s)
+                self._launch(ready_at=self.now + self.timings.node_boot_s)
             self._last_scale_up = self.now
             return
         for node in self.nodes:
@@ -266,8 +264,8 @@ class Cluster:
         for node in unneeded[: max(len(self.nodes) - self.pool.min_nodes, 0)]:
             self.nodes.remove(node)
 
-    def _launch(self, now: float, ready_at: float) -> Node:
-        node = Node(f"gpu-{self._node_count}", now, ready_at, self.slots_per_node)
+    def _launch(self, ready_at: float) -> Node:
+        node = Node(f"gpu-{self._node_count}", ready_at, self.slots_per_node)
         self._node_count += 1
         self.nodes.append(node)
         return node

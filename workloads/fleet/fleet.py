@@ -2,7 +2,7 @@
 
 The control plane runs on a scaled clock (``time_scale`` 0.05: one real second is 20 control
 seconds), so node boots, image pulls, stabilisation windows and scan periods pass that much
-faster; requests are served in real time. Every ``tick_s`` it moves; a pod that became ready gets
+faster; requests are served in real time. Every ``TICK_S`` it moves; a pod that became ready gets
 an emulated replica on its own port (with its own ``/metrics``) and joins the router; a pod being
 deleted leaves the router at once, drains its in-flight requests and only then frees its GPU.
 The drain deadline is vLLM's own (``--shutdown-timeout``) in real seconds: requests are not
@@ -15,10 +15,13 @@ import asyncio
 import contextlib
 import json
 import time
+from functools import cached_property
 from typing import Any
 
 from workloads.autoscaling import RUNNING_METRIC, WAITING_METRIC
-from workloads.emulator import ReplicaServer
+from workloads.emulator import EngineStats, ReplicaServer
+from workloads.emulator.replica_spec import ReplicaSpec, replica_spec
+from workloads.emulator.tokens import TokenCounter, token_counter
 from workloads.fleet.cluster import Changes, Cluster, Pod, PodState
 from workloads.fleet.control_plane import ControlPlane
 from workloads.fleet.fleet_spec import FleetSpec
@@ -27,6 +30,14 @@ from workloads.vllm_args import DRAIN_SECONDS
 
 TICK_S = 0.05
 STATUS_PATH = "/fleet/status"
+
+
+def _totals(stats: list[EngineStats]) -> dict[str, float]:
+    """The queue and batch gauges the control plane scrapes, summed over ``stats``."""
+    return {
+        WAITING_METRIC: float(sum(s.waiting for s in stats)),
+        RUNNING_METRIC: float(sum(s.running for s in stats)),
+    }
 
 
 class ScaledClock:
@@ -57,13 +68,11 @@ class Fleet:
         time_scale: float = 1.0,
         host: str = "127.0.0.1",
         api_key: str | None = None,
-        tick_s: float = TICK_S,
     ) -> None:
         self.spec = spec
         self.clock = ScaledClock(time_scale)
         self.host = host
         self.api_key = api_key
-        self.tick_s = tick_s
         self.servers: dict[str, ReplicaServer] = {}
         self.cluster = Cluster(
             spec.pool, spec.tensor_parallel, spec.timings, spec.autoscaling.min_replicas, now=0.0
@@ -105,7 +114,7 @@ class Fleet:
     async def _run(self) -> None:
         while True:
             self._apply(self.control.tick(self.clock.now()))
-            await asyncio.sleep(self.tick_s)
+            await asyncio.sleep(TICK_S)
 
     # -- pods to replicas ---------------------------------------------------------------------
     def _apply(self, changes: Changes) -> None:
@@ -120,15 +129,27 @@ class Fleet:
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
 
-    async def _serve(self, pod: Pod) -> None:
+    @cached_property
+    def _replica(self) -> tuple[ReplicaSpec, TokenCounter]:
+        """What every replica shares: its fit (immutable) and the prompt counter (stateless).
+
+        Built when the first replica starts, then reused: a scale-out does not rerun the fit check
+        or reread a tokenizer file on the event loop.
+        """
         spec = self.spec
-        server = ReplicaServer(
+        replica = replica_spec(
             spec.model,
             spec.gpu,
             max_model_len=spec.max_model_len,
             gpu_memory_utilization=spec.gpu_memory_utilization,
             tensor_parallel=spec.tensor_parallel,
-            api_key=self.api_key,
+        )
+        return replica, token_counter(replica.model.name)
+
+    async def _serve(self, pod: Pod) -> None:
+        replica, counter = self._replica
+        server = ReplicaServer(
+            self.spec.model, self.spec.gpu, api_key=self.api_key, spec=replica, counter=counter
         )
         port = await server.start(self.host, 0)
         self.servers[pod.name] = server
@@ -150,25 +171,21 @@ class Fleet:
     # -- what the control plane and the runner read -------------------------------------------
     def read_metrics(self) -> dict[str, float]:
         """The queue and batch gauges summed over every replica still exporting them."""
-        stats = [server.stats() for server in self.servers.values()]
-        return {
-            WAITING_METRIC: float(sum(s.waiting for s in stats)),
-            RUNNING_METRIC: float(sum(s.running for s in stats)),
-        }
+        return _totals([server.stats() for server in self.servers.values()])
 
     def status(self) -> dict[str, Any]:
         """Replicas by state, nodes, queue, KV usage per replica, GPU and replica hours."""
         cluster, control = self.cluster, self.control
         replicas: dict[str, dict[str, Any]] = {}
         outstanding = {b.name: b.outstanding for b in self.router.backends}
+        by_replica = {name: server.stats() for name, server in self.servers.items()}
         for pod in cluster.pods:
             entry: dict[str, Any] = {
                 "state": pod.state.value,
                 "node": pod.node.name if pod.node is not None else None,
             }
-            server = self.servers.get(pod.name)
-            if server is not None:
-                stats = server.stats()
+            stats = by_replica.get(pod.name)
+            if stats is not None:
                 entry |= {
                     "running": stats.running,
                     "waiting": stats.waiting,
@@ -176,7 +193,8 @@ class Fleet:
                     "outstanding": outstanding.get(pod.name, 0),
                 }
             replicas[pod.name] = entry
-        totals = self.read_metrics()
+        totals = _totals(list(by_replica.values()))
+        unscheduled = cluster.count(PodState.PENDING)
         decision = control.decision
         return {
             "time_scale": self.clock.time_scale,
@@ -184,12 +202,12 @@ class Fleet:
             "cpu": self._cpu_share(),
             "desired_replicas": control.replicas,
             "ready_replicas": cluster.count(PodState.READY),
-            "pending_replicas": cluster.count(PodState.PENDING) + cluster.count(PodState.STARTING),
-            "unscheduled_replicas": cluster.count(PodState.PENDING),
+            "pending_replicas": unscheduled + cluster.count(PodState.STARTING),
+            "unscheduled_replicas": unscheduled,
             "terminating_replicas": cluster.count(PodState.TERMINATING),
             "nodes": len(cluster.nodes),
             "ready_nodes": cluster.ready_nodes,
-            "gpus": len(cluster.nodes) * cluster.gpus_per_node,
+            "gpus": len(cluster.nodes) * cluster.pool.gpus_per_node,
             "queue": totals[WAITING_METRIC],
             "running": totals[RUNNING_METRIC],
             "replicas": replicas,

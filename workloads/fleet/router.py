@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Callable
 from typing import cast
 
 import httptools
 
-from workloads.emulator.http_protocol import HttpConnection, HttpRequest
+from workloads.emulator.http_protocol import HttpConnection, HttpRequest, error_body
 
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade"}
@@ -33,7 +32,7 @@ LocalRoute = Callable[[], tuple[int, bytes]]
 
 def _error(status: int, message: str) -> bytes:
     kind = {502: "BadGatewayError", 503: "ServiceUnavailableError"}.get(status, "Error")
-    return json.dumps({"error": {"message": message, "type": kind, "code": status}}).encode()
+    return error_body(status, message, kind, with_param=False)
 
 
 def encode_request(request: HttpRequest) -> bytes:
@@ -144,7 +143,6 @@ class Router:
         self.local = local or {}
         self._connections: set[HttpConnection] = set()
         self._server: asyncio.Server | None = None
-        self.port = 0
 
     def add(self, backend: Backend) -> None:
         """A replica is ready: route to it."""
@@ -209,8 +207,7 @@ class Router:
         self._server = await loop.create_server(
             lambda: HttpConnection(self, self._connections), host, port, reuse_address=True
         )
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self.port
+        return cast(int, self._server.sockets[0].getsockname()[1])
 
     def stop_listening(self) -> None:
         """Accept no new connections; open ones carry on."""
