@@ -153,7 +153,8 @@ class EngineDriver:
         engine = self.engine
         started = self.now()
         while True:
-            if not engine.has_work:
+            # `while`: a sequence submitted and aborted before this task wakes leaves no work.
+            while not engine.has_work:
                 self._idle.set()
                 self.metrics.record_state(engine.stats())
                 self._wake.clear()
