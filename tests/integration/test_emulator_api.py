@@ -216,6 +216,8 @@ def _chat(**fields: object) -> bytes:
         (_chat(model="gpt-4"), 404, "The model `gpt-4` does not exist."),
         (_chat(n=2), 400, "n > 1"),
         (_chat(temperature=-1), 400, "temperature"),
+        (_chat().replace(b'"x"', b'"\\ud800x"'), 400, "unpaired UTF-16 surrogate"),
+        (_chat().replace(b'"x"', b'"\xed\xa0\x80"'), 400, "malformed JSON"),
     ],
 )  # fmt: skip
 def test_bad_requests_get_openai_error_objects(
@@ -227,6 +229,19 @@ def test_bad_requests_get_openai_error_objects(
     assert needle in error["message"]
     assert error["code"] == status
     assert error["type"] in {"BadRequestError", "NotFoundError"}
+
+
+def test_a_lone_surrogate_on_generate_is_refused_and_the_replica_keeps_serving(live: Live) -> None:
+    """/generate echoes the prompt: unencodable text once stopped the replica's engine."""
+    body = b'{"prompt": "\\ud800 hi", "max_tokens": 4, "stream": true}'
+    status, data = live.raw("POST", "/generate", body)
+    assert status == 400
+    assert "unpaired UTF-16 surrogate" in json.loads(data)["error"]["message"]
+    # A surrogate pair (an emoji) is valid text and served as usual.
+    pair = b'{"prompt": "\\ud83d\\ude00 hi", "max_tokens": 4}'
+    status, data = live.raw("POST", "/generate", pair)
+    assert status == 200
+    assert json.loads(data)["text"][0].startswith("\U0001f600 hi")
 
 
 def test_openai_client_raises_typed_errors(live: Live) -> None:

@@ -129,6 +129,20 @@ class _GenerateRequest(BaseModel):
 _Req = TypeVar("_Req", bound=BaseModel)
 
 
+def _check_surrogates(data: object) -> None:
+    r"""Refuse ``\ud800``-style escapes that pair with nothing: they are not text.
+
+    A pair (an emoji) decodes to one character; a lone half cannot be encoded again, and
+    ``/generate`` echoes its prompt.
+    """
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(
+            400, "the JSON body holds an unpaired UTF-16 surrogate escape; send valid Unicode text"
+        ) from None
+
+
 def _filler_for(text: str) -> Filler:
     """The Chinese filler when over a fifth of the visible characters of ``text`` are CJK."""
     return filler(cjk_share(text) > 0.2)
@@ -228,11 +242,14 @@ class OpenAIApi:
         if not self._accepting():
             raise ApiError(503, "the server is draining and accepts no new requests")
         try:
-            data = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            # Strict UTF-8: json.loads(bytes) would let encoded surrogates through.
+            data = json.loads(request.body.decode("utf-8"))
+        except ValueError as exc:  # UnicodeDecodeError included
             raise ApiError(400, f"malformed JSON body: {exc}") from None
         if not isinstance(data, dict):
             raise ApiError(400, "the JSON body must be an object")
+        if b"\\ud" in request.body or b"\\uD" in request.body:
+            _check_surrogates(data)
         try:
             return model.model_validate(data)
         except ValidationError as exc:
