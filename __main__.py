@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pulumi
 
-from infra.config import ConfigError, load
+from domain.stack_config import ConfigError
+from infra.config import load
 from infra.platform import Platform
 from workloads.vllm_service import VllmService
 
@@ -46,7 +47,7 @@ pulumi.export("prometheusUrl", platform.prometheus_url)
 vllm = VllmService.from_config(
     "qwen",
     config,
-    after=platform.workload_prerequisites,
+    depends_on=platform.workload_prerequisites,
     opts=pulumi.ResourceOptions(provider=platform.k8s_provider),
 )
 for key, value in vllm.exports().items():

@@ -30,7 +30,8 @@ from typing import Any
 
 import uvloop
 
-from workloads.emulator import ReplicaServer, calibration
+from twin.emulator import calibration
+from twin.emulator.server import ReplicaServer
 
 SCENARIOS = (
     ("Qwen/Qwen2.5-0.5B-Instruct", "L4", 128, True),

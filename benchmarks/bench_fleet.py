@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 from bench_emulator import _run_loop, _Stream, pin, stream_request
 
-from workloads.emulator import ReplicaServer
-from workloads.fleet.router import Backend, Router
+from twin.emulator.server import ReplicaServer
+from twin.fleet.router import Backend, Router
 
 SCENARIOS = (
     ("Qwen/Qwen2.5-7B-Instruct", "A10G", 64),

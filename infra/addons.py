@@ -1,8 +1,8 @@
 """Cluster add-ons installed with Helm: autoscaler, GPU device plugin, Prometheus, KEDA.
 
 Each is one ``helm.v3.Release`` whose values are plain dicts built by a function here, so tests
-read exactly what Helm will receive. Versions come from ``infra.versions``; names, labels and
-taints from ``infra.topology``.
+read exactly what Helm will receive. Versions come from ``domain.versions``; names, labels and
+taints from ``domain.topology``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra import iam, topology, versions
+from domain import topology, versions
+from domain.stack_config import ClusterAutoscalerConfig, StackConfig
+from infra import iam
 from infra.cluster import Cluster
-from infra.config import ClusterAutoscalerConfig, StackConfig
 
 CLUSTER_AUTOSCALER_NAMESPACE = "kube-system"
 CLUSTER_AUTOSCALER_SERVICE_ACCOUNT = "cluster-autoscaler"
@@ -132,7 +133,11 @@ def keda_values() -> dict[str, Any]:
 
 
 class Addons(pulumi.ComponentResource):
-    """The Helm releases, plus the autoscaler's Pod Identity role."""
+    """The Helm releases, plus the autoscaler's Pod Identity role.
+
+    Its ``opts`` carry both providers (``aws`` for the role, ``kubernetes`` for the releases);
+    children inherit them. ``depends_on`` is what the releases wait for.
+    """
 
     cluster_autoscaler: k8s.helm.v3.Release
     device_plugin: k8s.helm.v3.Release
@@ -146,7 +151,6 @@ class Addons(pulumi.ComponentResource):
         *,
         cfg: StackConfig,
         eks: Cluster,
-        k8s_provider: k8s.Provider,
         depends_on: Sequence[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -190,16 +194,14 @@ class Addons(pulumi.ComponentResource):
                     timeout=HELM_TIMEOUT_S,
                     cleanup_on_fail=True,
                 ),
-                opts=pulumi.ResourceOptions(
-                    parent=self, provider=k8s_provider, depends_on=[*after, *extra]
-                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, *extra]),
             )
 
         def namespace(ns: str) -> k8s.core.v1.Namespace:
             return k8s.core.v1.Namespace(
                 f"{name}-{ns}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=ns),
-                opts=pulumi.ResourceOptions(parent=self, provider=k8s_provider, depends_on=after),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after),
             )
 
         self.cluster_autoscaler = release(
@@ -241,7 +243,7 @@ class Addons(pulumi.ComponentResource):
             volume_binding_mode="WaitForFirstConsumer",
             allow_volume_expansion=True,
             reclaim_policy="Delete",
-            opts=pulumi.ResourceOptions(parent=self, provider=k8s_provider, depends_on=after),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=after),
         )
         self.register_outputs(
             {

@@ -12,8 +12,8 @@ import json
 import pulumi
 import pulumi_aws as aws
 
+from domain.stack_config import ClusterConfig
 from infra import iam
-from infra.config import ClusterConfig
 
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 CONTROL_PLANE_LOG_RETENTION_DAYS = 7

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from infra.config import NAMESPACE, StackConfig, load_stack_file
+from domain.stack_config import NAMESPACE, StackConfig, load_stack_file
 
 PLATFORM_SECTIONS = ("cluster", "network", "gpu", "tags", "cluster_autoscaler", "budget")
 """The sections the platform reads; the workload sections are documented with the workloads."""

@@ -8,11 +8,13 @@ let nodes join; ``OVERWRITE`` on create takes those over.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_aws as aws
 
-from infra import iam, versions
+from domain import versions
+from infra import iam
 from infra.cluster import Cluster
 
 EBS_CSI_NAMESPACE = "kube-system"
@@ -29,7 +31,7 @@ CONFIGURATION: dict[str, dict[str, str]] = {
 class EksAddons(pulumi.ComponentResource):
     """The EKS add-ons in ``versions.EKS_ADDONS``, at EKS's default build for the version.
 
-    ``after`` is the node group they wait for.
+    ``depends_on`` is the node group they wait for.
     """
 
     addons: dict[str, aws.eks.Addon]
@@ -39,7 +41,7 @@ class EksAddons(pulumi.ComponentResource):
         name: str,
         eks: Cluster,
         kubernetes_version: str,
-        after: list[pulumi.Resource],
+        depends_on: Sequence[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("qwen-stress:infra:EksAddons", name, None, opts)
@@ -59,7 +61,7 @@ class EksAddons(pulumi.ComponentResource):
                 opts=pulumi.InvokeOutputOptions(parent=self),
             ).version
             identity: list[aws.eks.AddonPodIdentityAssociationArgs] = []
-            depends_on = list(after)
+            waits_for = list(depends_on)
             if addon == "aws-ebs-csi-driver":
                 identity = [
                     aws.eks.AddonPodIdentityAssociationArgs(
@@ -67,7 +69,7 @@ class EksAddons(pulumi.ComponentResource):
                     )
                 ]
                 # Credentials through Pod Identity need its agent on the node first.
-                depends_on += [self.addons["eks-pod-identity-agent"], *ebs_role.grants]
+                waits_for += [self.addons["eks-pod-identity-agent"], *ebs_role.grants]
             self.addons[addon] = aws.eks.Addon(
                 f"{name}-{addon}",
                 cluster_name=eks.name,
@@ -79,6 +81,6 @@ class EksAddons(pulumi.ComponentResource):
                     json.dumps(CONFIGURATION[addon]) if addon in CONFIGURATION else None
                 ),
                 pod_identity_associations=identity or None,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=waits_for),
             )
         self.register_outputs({key: a.addon_version for key, a in self.addons.items()})

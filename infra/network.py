@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import NetworkConfig
+from domain.stack_config import NetworkConfig
 
 # EKS cannot place control-plane network interfaces in these zones (EKS user guide, "Amazon EKS
 # networking requirements"); a region's first zones are used otherwise.

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_aws as aws
 
-from infra import iam, tagging, topology, versions
+from domain import catalog, topology, versions
+from domain.stack_config import ClusterConfig, GpuConfig
+from infra import iam, tagging
 from infra.cluster import Cluster
-from infra.config import ClusterConfig, GpuConfig
-from workloads import catalog
 
 SYSTEM_DISK_GIB = 50
 ROOT_DEVICE = "/dev/xvda"

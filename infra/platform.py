@@ -14,10 +14,11 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra import tagging, topology
+from domain import topology
+from domain.stack_config import StackConfig
+from infra import tagging
 from infra.addons import Addons
 from infra.cluster import Cluster
-from infra.config import StackConfig
 from infra.eks_addons import EksAddons
 from infra.kubeconfig import kubeconfig
 from infra.network import Network
@@ -93,7 +94,7 @@ class Platform(pulumi.ComponentResource):
             "eks-addons",
             eks,
             cfg.cluster.kubernetes_version,
-            after=[nodes.system],
+            depends_on=[nodes.system],
             opts=on_aws,
         )
 
@@ -109,9 +110,11 @@ class Platform(pulumi.ComponentResource):
             "addons",
             cfg=cfg,
             eks=eks,
-            k8s_provider=self.k8s_provider,
             depends_on=[eks.admin_access, nodes.system, *eks_addons.addons.values()],
-            opts=on_aws,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                providers={"aws": self.aws_provider, "kubernetes": self.k8s_provider},
+            ),
         )
         self.gpu_node_group_name = nodes.gpu_node_group_name
         self.gpu_asg_name = nodes.gpu_asg_name

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pulumi_aws as aws
 
-from infra.config import TagsConfig
+from domain.stack_config import TagsConfig
 
 LAUNCHED_RESOURCE_TYPES = ("instance", "volume", "network-interface")
 

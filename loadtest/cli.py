@@ -9,8 +9,8 @@ from __future__ import annotations
 import typer
 
 from loadtest import run_cli
-from workloads.emulator.cli import emulate
-from workloads.fleet.cli import fleet
+from twin.emulator.cli import emulate
+from twin.fleet.cli import fleet
 
 app = typer.Typer(
     name="qwen-stress",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workloads import catalog
+from domain import catalog
 
 
 def price_per_gpu_hour(gpu: str, instance_type: str | None) -> tuple[float, str]:

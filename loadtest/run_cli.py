@@ -7,7 +7,6 @@ that already holds a run) is reported before a process starts or a request is se
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import sys
 from datetime import datetime
@@ -17,21 +16,19 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from domain.durations import DurationError, parse_duration
+from domain.vllm_args import API_KEY_ENV
 from loadtest import plans, run_files, slo, workload
 from loadtest.run_spec import RunSpec
 from loadtest.targets import FleetTarget, Target, TargetError, UrlTarget, list_models
-from workloads.fleet.cli import FleetUsageError, fleet_spec
 
 EXIT_SLO_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 LOCAL_TIME_SCALE = 0.1
 """Local rehearsals run the plan ten times faster unless told otherwise."""
-LOCAL_KEY_ENV = "QWEN_STRESS_LOCAL_API_KEY"
 DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
 DEFAULT_GPU = "A10G"
-
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 
 
 class UsageError(ValueError):
@@ -40,11 +37,10 @@ class UsageError(ValueError):
 
 def seconds(flag: str, text: str) -> float:
     """``90``, ``90s``, ``2m``, ``1h30m`` -> seconds; a clear error otherwise."""
-    match = _DURATION.match(text.strip())
-    if not text.strip() or match is None or not any(match.groups()):
-        raise UsageError(f"{flag} {text!r}: write a duration like 30s, 2m or 1h30m")
-    h, m, s = (float(g) if g else 0.0 for g in match.groups())
-    return h * 3600 + m * 60 + s
+    try:
+        return parse_duration(text)
+    except DurationError:
+        raise UsageError(f"{flag} {text!r}: write a duration like 30s, 2m or 1h30m") from None
 
 
 def _rates(text: str | None) -> list[float]:
@@ -80,6 +76,9 @@ def _local_target(
     time_scale: float,
 ) -> FleetTarget:
     """The autoscaling twin of a stack file, or of a model on a GPU type, checked before start."""
+    # The twin's modules load only for local runs: a run against --url never needs them.
+    from twin.fleet.cli import FleetUsageError, fleet_spec  # noqa: PLC0415
+
     if config is None:
         model, gpu = model or DEFAULT_MODEL, gpu or DEFAULT_GPU
     try:
@@ -309,7 +308,7 @@ def _spec(args: dict[str, Any]) -> RunSpec:
         # The twin's replicas check a key like vLLM's --api-key does, so the run exercises auth:
         # the caller's key if one was named, else a fresh one the workers inherit by name.
         if key_env is None:
-            key_env = LOCAL_KEY_ENV
+            key_env = API_KEY_ENV
             os.environ[key_env] = secrets.token_hex(16)
         target = _local_target(
             args["model"],

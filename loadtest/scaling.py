@@ -27,10 +27,10 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from domain.autoscaling import HPA_TOLERANCE
 from loadtest.analysis import stats
 from loadtest.records import RequestRecord
 from loadtest.slo import Slo
-from workloads.autoscaling import HPA_TOLERANCE
 
 TRIGGER_FIELDS = {"waiting": "queue", "running": "running"}
 """Which timeline field holds each trigger's sum over the replicas."""

@@ -12,13 +12,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.durations import DurationError, parse_duration
+
 METRICS = ("ttft", "itl", "tpot", "e2e")
 STATS = ("mean", "p50", "p90", "p95", "p99")
 PER_REQUEST = ("ttft", "tpot", "e2e")
 """Metrics that one request has on its own, so goodput can check them request by request."""
 
 _LIMIT_KEY = re.compile(rf"^({'|'.join(METRICS)})_({'|'.join(STATS)})_ms$")
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s)?\s*$")
 DEFAULT_LIMITS_MS = {"ttft_mean_ms": 1000.0, "ttft_p99_ms": 2000.0}
 DEFAULT_SUCCESS_RATE = 0.99
 
@@ -96,11 +97,10 @@ class Slo:
 
 
 def _ms(key: str, raw: str) -> float:
-    match = _DURATION.match(raw)
-    if match is None:
-        raise SloError(f"--slo {key}={raw}: write a time like 1500, 1500ms or 1.5s")
-    number = float(match.group(1))
-    return number * 1000.0 if match.group(2) == "s" else number
+    try:
+        return parse_duration(raw, bare_unit="ms") * 1000.0
+    except DurationError:
+        raise SloError(f"--slo {key}={raw}: write a time like 1500, 1500ms or 1.5s") from None
 
 
 def _rate(raw: str) -> float:

@@ -23,18 +23,18 @@ from typing import IO, Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from workloads.emulator.cli import API_KEY_ENV
-from workloads.fleet.fleet import STATUS_PATH
+from domain import vllm_metrics
+from domain.topology import FLEET_STATUS_PATH
+from domain.vllm_args import API_KEY_ENV
 
 FLEET_FIELDS = (
     "desired_replicas", "ready_replicas", "pending_replicas", "terminating_replicas", "nodes",
     "ready_nodes", "gpus", "queue", "running", "gpu_hours", "replica_hours",
 )  # fmt: skip
 """What the twin's status gives the timeline; a cloud runner reading Prometheus fills the same."""
-QUEUE = "vllm:num_requests_waiting"
-RUNNING = "vllm:num_requests_running"
-KV_USAGE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
-"""vLLM renamed the KV gauge in late 2025; older servers only export the second name."""
+
+
+_POLLED = (vllm_metrics.WAITING, vllm_metrics.RUNNING, *vllm_metrics.KV_CACHE_USAGE_NAMES)
 
 
 class TargetError(RuntimeError):
@@ -102,17 +102,21 @@ class PrometheusPoller:
         sums: dict[str, list[float]] = {}
         try:
             for family in text_string_to_metric_families(body.decode("utf-8", "replace")):
-                if family.name in (QUEUE, RUNNING, *KV_USAGE):
+                if family.name in (
+                    vllm_metrics.WAITING,
+                    vllm_metrics.RUNNING,
+                    *vllm_metrics.KV_CACHE_USAGE_NAMES,
+                ):
                     sums.setdefault(family.name, []).extend(s.value for s in family.samples)
         except ValueError:
             self._misses += 1
             return {}
         out: dict[str, Any] = {}
-        if QUEUE in sums:
-            out["queue"] = sum(sums[QUEUE])
-        if RUNNING in sums:
-            out["running"] = sum(sums[RUNNING])
-        kv = next((sums[k] for k in KV_USAGE if sums.get(k)), None)
+        if vllm_metrics.WAITING in sums:
+            out["queue"] = sum(sums[vllm_metrics.WAITING])
+        if vllm_metrics.RUNNING in sums:
+            out["running"] = sum(sums[vllm_metrics.RUNNING])
+        kv = next((sums[k] for k in vllm_metrics.KV_CACHE_USAGE_NAMES if sums.get(k)), None)
         if kv:
             out["kv_usage"] = round(sum(kv) / len(kv), 4)
         return out
@@ -279,7 +283,7 @@ class FleetTarget(ProcessTarget):
 
     def poll(self) -> dict[str, Any]:
         """Replicas, nodes, queue, running requests and KV usage from ``/fleet/status``."""
-        code, body = http_get(self.base_url + STATUS_PATH, timeout=1.0)
+        code, body = http_get(self.base_url + FLEET_STATUS_PATH, timeout=1.0)
         if code != 200:
             return {}
         status = json.loads(body)

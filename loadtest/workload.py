@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from infra.config import error_lines
+from domain.validation import check_order, error_lines
 
 Endpoint = Literal["chat", "completions", "generate"]
 
@@ -67,8 +67,7 @@ def _range(value: Any, what: str, low: float) -> tuple[float, float]:
         raise ValueError(f"{value!r}: write one {what} or a [min, max] pair")
     if pair[0] < low:
         raise ValueError(f"{value!r}: the minimum is {low:g}")
-    if pair[0] > pair[1]:
-        raise ValueError(f"{value!r}: min is above max; write [{pair[1]:g}, {pair[0]:g}]")
+    check_order(("min", pair[0]), ("max", pair[1]), fix=f"write [{pair[1]:g}, {pair[0]:g}]")
     return pair
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra import topology
-from workloads.autoscaling import FALLBACK_FAILURE_THRESHOLD, AutoscalingSpec, ScalingRules
+from domain import topology
+from domain.autoscaling import FALLBACK_FAILURE_THRESHOLD, AutoscalingSpec, ScalingRules
 
 API_VERSION = "keda.sh/v1alpha1"
 

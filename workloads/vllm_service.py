@@ -4,7 +4,7 @@ Namespace, API-key Secret, Deployment, Service, ServiceMonitor, PodDisruptionBud
 NetworkPolicy and the KEDA ScaledObject. Everything it needs arrives typed and already checked
 (``ModelConfig``, ``AutoscalingSpec``, ``FitResult``); the Kubernetes provider comes in through
 ``opts``, and what must run first (GPU nodes, device plugin, the KEDA and Prometheus operator
-releases) through ``after``.
+releases) through ``depends_on``.
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from infra import topology
-from workloads import keda
-from workloads.autoscaling import AutoscalingSpec
-from workloads.catalog import GIB, CapacityType, InstanceSpec
-from workloads.fit import FitResult
-from workloads.model_config import ModelConfig
-from workloads.versions import VLLM_IMAGE, VLLM_UID
-from workloads.vllm_args import (
+from domain import topology
+from domain.autoscaling import AutoscalingSpec
+from domain.catalog import GIB, CapacityType, InstanceSpec
+from domain.fit import FitResult
+from domain.model_config import ModelConfig
+from domain.versions import VLLM_IMAGE, VLLM_UID
+from domain.vllm_args import (
+    API_KEY_ENV,
+    HF_TOKEN_ENV,
     HOME_DIR,
     MODEL_CACHE_DIR,
     PRESTOP_SECONDS,
@@ -32,14 +33,13 @@ from workloads.vllm_args import (
     TERMINATION_GRACE_SECONDS,
     vllm_launch,
 )
+from workloads import keda
 
 if TYPE_CHECKING:
-    from infra.config import StackConfig
+    from domain.stack_config import StackConfig
 
 NAME = "vllm"
 """Name of the Deployment, Service and friends: the Service's DNS name is fixed by it."""
-API_KEY_ENV = "VLLM_API_KEY"
-HF_TOKEN_ENV = "HF_TOKEN"
 HTTP_PORT_NAME = "http"
 
 ROLLOUT_DEADLINE_SECONDS = 2 * STARTUP_BUDGET_SECONDS
@@ -61,7 +61,7 @@ CHECKOV_SKIPS = {
         "the command line, and HF_TOKEN is where huggingface_hub looks"
     ),
     "CKV_K8S_43": (
-        "pinned to the release tag in workloads/versions.py; the digest was not verifiable "
+        "pinned to the release tag in domain/versions.py; the digest was not verifiable "
         "offline, and a tag on vllm/vllm-openai is not re-pushed after release"
     ),
 }
@@ -136,7 +136,7 @@ class VllmService(pulumi.ComponentResource):
         api_key: pulumi.Input[str] | None = None,
         hf_token: pulumi.Input[str] | None = None,
         namespace: str = topology.VLLM_NAMESPACE,
-        after: Sequence[pulumi.Resource] = (),
+        depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("qwen-stress:workloads:VllmService", name, None, opts)
@@ -162,7 +162,7 @@ class VllmService(pulumi.ComponentResource):
             # once the GPU nodes, device plugin and CRDs exist (the Deployment's wait starts when a
             # pod can schedule), deleted while nodes still run the drain and KEDA removes its
             # finalizer. A component's depends_on would not reach its children.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
 
@@ -310,7 +310,7 @@ class VllmService(pulumi.ComponentResource):
         cls,
         name: str,
         cfg: StackConfig,
-        after: Sequence[pulumi.Resource] = (),
+        depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> VllmService:
         """The service a stack's validated configuration describes."""
@@ -322,7 +322,7 @@ class VllmService(pulumi.ComponentResource):
             capacity_type=cfg.gpu.capacity_type,
             api_key=cfg.api_key.get_secret_value() if cfg.api_key else None,
             hf_token=cfg.hf_token.get_secret_value() if cfg.hf_token else None,
-            after=after,
+            depends_on=depends_on,
             opts=opts,
         )
 

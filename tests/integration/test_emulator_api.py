@@ -15,8 +15,8 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from workloads.emulator import ReplicaServer
-from workloads.emulator.metrics import INTER_TOKEN_BUCKETS, REQUEST_LATENCY_BUCKETS, TTFT_BUCKETS
+from twin.emulator.metrics import INTER_TOKEN_BUCKETS, REQUEST_LATENCY_BUCKETS, TTFT_BUCKETS
+from twin.emulator.server import ReplicaServer
 
 pytestmark = pytest.mark.integration
 

@@ -24,9 +24,10 @@ import pytest
 from typer.testing import CliRunner
 
 from loadtest.cli import app
-from workloads.fleet import Fleet, FleetSpec
-from workloads.fleet.cluster import PodState
-from workloads.fleet.router import Backend
+from twin.fleet.fleet import Fleet
+from twin.fleet.fleet_spec import FleetSpec
+from twin.fleet.router import Backend
+from twin.fleet.sim_cluster import PodState
 
 pytestmark = pytest.mark.integration
 

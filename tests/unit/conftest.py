@@ -6,7 +6,7 @@ from functools import cache
 
 import pytest
 
-from infra.config import StackConfig, load_stack_file
+from domain.stack_config import StackConfig, load_stack_file
 from tests.pulumi_mocks import ROOT, Program, run_program
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from infra import topology, versions
-from infra.config import StackConfig
+from domain import topology, versions
+from domain.stack_config import StackConfig
 from tests.pulumi_mocks import Program, run_program
 
 RELEASE = "kubernetes:helm.sh/v3:Release"

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from infra import topology
-from infra.config import ConfigError, parse
+from domain import topology
+from domain.autoscaling import HPA_TOLERANCE, AutoscalingSpec
+from domain.stack_config import ConfigError, parse
 from tests.pulumi_mocks import stack_config
-from workloads.autoscaling import HPA_TOLERANCE, AutoscalingSpec
 from workloads.keda import scaled_object_spec
 
 

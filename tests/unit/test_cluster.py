@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from domain.stack_config import StackConfig
 from infra.cluster import ADMIN_POLICY_ARN
-from infra.config import StackConfig
 from tests import pulumi_mocks
 from tests.pulumi_mocks import ACCOUNT_ID, Program, run_program
 

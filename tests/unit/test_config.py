@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from infra.config import ClusterConfig, ConfigError, duration_seconds, load_stack_file, parse
+from domain.durations import parse_duration
+from domain.stack_config import ClusterConfig, ConfigError, load_stack_file, parse
 from tests.pulumi_mocks import ROOT, example_stacks, stack_config
 
 
@@ -179,13 +180,13 @@ def test_secure_values_in_stack_files_are_skipped(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("5m", 300), ("1h30m", 5400)])
 def test_durations(text: str, seconds: int) -> None:
-    assert duration_seconds(text) == seconds
+    assert parse_duration(text, bare_unit=None) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "5", "5 m", "m5"])
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="is not a duration"):
-        duration_seconds(text)
+        parse_duration(text, bare_unit=None)
 
 
 @pytest.mark.parametrize(

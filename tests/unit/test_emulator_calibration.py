@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from workloads import catalog
-from workloads.emulator import calibration
-from workloads.emulator.perf_model import fitted
+from domain import catalog
+from twin.emulator import calibration
+from twin.emulator.perf_model import fitted
 
 
 def _committed() -> dict[str, object]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from workloads.emulator import ReplicaServer
-from workloads.emulator.engine import Sequence
+from twin.emulator.engine import Sequence
+from twin.emulator.server import ReplicaServer
 
 MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from workloads import catalog
-from workloads.emulator.engine import Engine, EngineLimits, Sequence
-from workloads.emulator.perf_model import StepCostModel
-from workloads.emulator.replica_spec import replica_spec
-from workloads.emulator.simulate import Workload, run_closed_loop
-from workloads.fit import FitError
+from domain import catalog
+from domain.fit import FitError
+from twin.emulator.engine import Engine, EngineLimits, Sequence
+from twin.emulator.perf_model import StepCostModel
+from twin.emulator.replica_spec import replica_spec
+from twin.emulator.simulate import Workload, run_closed_loop
 
 MODEL = catalog.model("Qwen/Qwen2.5-7B-Instruct")
 GPU = catalog.gpu("A10G")

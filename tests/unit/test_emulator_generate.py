@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from workloads.emulator.api import _LegacySink
-from workloads.emulator.engine import Sequence
-from workloads.emulator.filler import Filler, filler
+from twin.emulator.api import _LegacySink
+from twin.emulator.engine import Sequence
+from twin.emulator.filler import Filler, filler
 
 PROMPTS = (
     "Tell me about autoscaling, please.",

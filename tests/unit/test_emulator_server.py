@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from workloads.emulator import ReplicaServer
-from workloads.emulator.replica_spec import replica_spec
-from workloads.emulator.tokens import token_counter
+from twin.emulator.replica_spec import replica_spec
+from twin.emulator.server import ReplicaServer
+from twin.emulator.tokens import token_counter
 
 MODEL = "Qwen/Qwen2.5-7B-Instruct-AWQ"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from workloads.emulator.filler import filler
-from workloads.emulator.tokens import (
+from twin.emulator.filler import filler
+from twin.emulator.tokens import (
     HeuristicCounter,
     TokenizerFileCounter,
     cjk_share,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from workloads.emulator.api import ApiError
-from workloads.emulator.http_protocol import HttpConnection, HttpRequest
-from workloads.fleet.router import _error
+from twin.emulator.api import ApiError
+from twin.emulator.http_protocol import HttpConnection, HttpRequest
+from twin.fleet.router import _error
 
 
 class _Transport:

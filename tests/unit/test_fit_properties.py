@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workloads import catalog
-from workloads.fit import (
+from domain import catalog
+from domain.fit import (
     KV_BLOCK_TOKENS,
     FitError,
     check_fit,

@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 
-from infra.config import ClusterAutoscalerConfig, load_stack_file
+from domain.autoscaling import AutoscalingSpec
+from domain.stack_config import ClusterAutoscalerConfig, load_stack_file
+from domain.vllm_metrics import RUNNING as RUNNING_METRIC
 from tests.pulumi_mocks import ROOT
-from workloads.autoscaling import RUNNING_METRIC, AutoscalingSpec
-from workloads.fleet.cluster import Cluster, NodePool, Pod, PodState
-from workloads.fleet.control_plane import ControlPlane
-from workloads.fleet.fleet_spec import FleetSpec
-from workloads.fleet.timings import Timings, timings
+from twin.fleet.control_plane import ControlPlane
+from twin.fleet.fleet_spec import FleetSpec
+from twin.fleet.sim_cluster import NodePool, Pod, PodState, SimCluster
+from twin.fleet.timings import Timings, timings
 from workloads.keda import scaled_object_spec
 
 MODEL = "Qwen/Qwen2.5-7B-Instruct-AWQ"
@@ -37,7 +38,7 @@ class Scenario:
     ) -> None:
         self.now = 0.0
         self.load = load
-        self.cluster = Cluster(pool, gpus_per_replica, timings, spec.min_replicas, now=0.0)
+        self.cluster = SimCluster(pool, gpus_per_replica, timings, spec.min_replicas, now=0.0)
         self.control = ControlPlane(spec, self.cluster, timings, self._metrics)
         self.control.tick(0.0)
         self.served: dict[str, float] = {}
@@ -91,12 +92,12 @@ def test_load_scales_replicas_and_nodes_out_then_in() -> None:
     assert s.cluster.gpu_seconds > s.cluster.replica_seconds > 4000
 
 
-def _pods(cluster: Cluster, state: PodState) -> list[Pod]:
+def _pods(cluster: SimCluster, state: PodState) -> list[Pod]:
     return [p for p in cluster.pods if p.state is state]
 
 
 def test_a_pending_pod_waits_for_a_gpu_and_a_node_pulls_the_image_once() -> None:
-    cluster = Cluster(NodePool(gpus_per_node=4, min_nodes=1, max_nodes=2), 1, TIMINGS, 2, 0.0)
+    cluster = SimCluster(NodePool(gpus_per_node=4, min_nodes=1, max_nodes=2), 1, TIMINGS, 2, 0.0)
     cluster.scale(4, 100.0)
     warm = _pods(cluster, PodState.STARTING)
     assert [p.ready_at for p in warm] == [100 + TIMINGS.pod_start_s] * 2  # image already there
@@ -114,7 +115,7 @@ def test_a_pending_pod_waits_for_a_gpu_and_a_node_pulls_the_image_once() -> None
 
 
 def test_nodes_stay_within_the_pool_bounds() -> None:
-    cluster = Cluster(NodePool(gpus_per_node=1, min_nodes=2, max_nodes=3), 1, TIMINGS, 1, 0.0)
+    cluster = SimCluster(NodePool(gpus_per_node=1, min_nodes=2, max_nodes=3), 1, TIMINGS, 1, 0.0)
     assert len(cluster.nodes) == 2
     cluster.scale(5, 0.0)
     cluster.scan(10.0)
@@ -131,7 +132,7 @@ def test_nodes_stay_within_the_pool_bounds() -> None:
 
 def test_no_node_goes_within_the_delay_after_a_scale_up() -> None:
     slow = replace(TIMINGS, ca_unneeded_s=60.0, ca_delay_after_add_s=900.0)
-    cluster = Cluster(NodePool(gpus_per_node=1, min_nodes=0, max_nodes=3), 1, slow, 1, 0.0)
+    cluster = SimCluster(NodePool(gpus_per_node=1, min_nodes=0, max_nodes=3), 1, slow, 1, 0.0)
     cluster.scale(2, 0.0)
     cluster.scan(10.0)  # scale-up at t = 10
     cluster.scale(1, 20.0)  # the new pod goes before it ever ran; its node will sit empty
@@ -143,7 +144,7 @@ def test_no_node_goes_within_the_delay_after_a_scale_up() -> None:
 
 
 def test_scale_in_deletes_pending_then_starting_then_the_newest_ready_pod() -> None:
-    cluster = Cluster(NodePool(gpus_per_node=1, min_nodes=0, max_nodes=4), 1, TIMINGS, 2, 0.0)
+    cluster = SimCluster(NodePool(gpus_per_node=1, min_nodes=0, max_nodes=4), 1, TIMINGS, 2, 0.0)
     cluster.scale(3, 10.0)
     cluster.scan(10.0)
     cluster.advance(10 + TIMINGS.node_boot_s + TIMINGS.image_pull_s + TIMINGS.pod_start_s)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from workloads.autoscaling import RUNNING_METRIC, WAITING_METRIC, AutoscalingSpec, ScalingRules
-from workloads.fleet.hpa import Hpa, metric_proposal, trigger_replicas
+from domain.autoscaling import AutoscalingSpec, ScalingRules
+from domain.vllm_metrics import RUNNING as RUNNING_METRIC
+from domain.vllm_metrics import WAITING as WAITING_METRIC
+from twin.fleet.hpa import Hpa, metric_proposal, trigger_replicas
 
 SYNC_S = 15.0
 

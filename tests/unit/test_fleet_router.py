@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from workloads.emulator.http_protocol import HttpRequest
-from workloads.fleet.router import Backend, Router, encode_request
+from twin.emulator.http_protocol import HttpRequest
+from twin.fleet.router import Backend, Router, encode_request
 
 
 def _router(*names: str) -> Router:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra import topology
+from domain import topology
 from tests.k8s_manifests import is_core, manifests, schema_errors
 from tests.pulumi_mocks import stack_config
 from tests.unit.conftest import example

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from infra import topology, versions
-from infra.config import StackConfig
+from domain import topology, versions
+from domain.stack_config import StackConfig
 from tests.pulumi_mocks import Program, Resource, run_program, stack_config
 from tests.unit.conftest import example
 

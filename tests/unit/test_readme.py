@@ -7,8 +7,8 @@ import re
 import pytest
 from pydantic import BaseModel
 
+from domain.stack_config import StackConfig
 from infra import config_reference
-from infra.config import StackConfig
 from tests.pulumi_mocks import ROOT
 from tests.unit.conftest import example
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -96,8 +97,14 @@ def test_an_existing_run_directory_is_not_overwritten(tmp_path: Path) -> None:
 
 def test_validation_does_not_import_locust() -> None:
     # Locust monkey-patches the standard library for gevent; only a run that starts may load it.
-    run(*URL, "--plan", "warp")
-    assert "locust" not in sys.modules
+    # A fresh interpreter: whatever earlier tests imported cannot hide the import, or fake it.
+    code = (
+        "import sys; from typer.testing import CliRunner; from loadtest.cli import app; "
+        f"r = CliRunner().invoke(app, ['run', *{URL!r}, '--plan', 'warp']); "
+        "print(r.exit_code, 'locust' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["2", "False"]
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pulumi
 import pytest
 from pulumi.runtime import rpc
 
-from infra import topology
+from domain import topology
 from tests.pulumi_mocks import example_stacks, run_program, stack_config
 from tests.unit.conftest import example
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from workloads.fit import check_fit
-from workloads.model_config import ModelConfig
-from workloads.vllm_args import DRAIN_SECONDS, STARTUP_BUDGET_SECONDS, vllm_launch
+from domain.fit import check_fit
+from domain.model_config import ModelConfig
+from domain.vllm_args import DRAIN_SECONDS, STARTUP_BUDGET_SECONDS, vllm_launch
 
 
 def _flag(args: list[str], name: str) -> str | None:

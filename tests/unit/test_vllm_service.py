@@ -11,8 +11,11 @@ import pulumi_kubernetes as k8s
 import pytest
 from pydantic import SecretStr
 
-from infra import topology
-from infra.config import StackConfig, load_stack_file, parse
+from domain import catalog, topology
+from domain.catalog import InstanceSpec
+from domain.stack_config import StackConfig, load_stack_file, parse
+from domain.versions import VLLM_IMAGE
+from domain.vllm_args import DRAIN_SECONDS, PRESTOP_SECONDS
 from tests.k8s_manifests import (
     checkov_binary,
     is_core,
@@ -21,10 +24,6 @@ from tests.k8s_manifests import (
     write_manifests,
 )
 from tests.pulumi_mocks import ROOT, Program, example_stacks, run_function, stack_config
-from workloads import catalog
-from workloads.catalog import InstanceSpec
-from workloads.versions import VLLM_IMAGE
-from workloads.vllm_args import DRAIN_SECONDS, PRESTOP_SECONDS
 from workloads.vllm_service import CHECKOV_SKIPS, VllmService, host_requests
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"

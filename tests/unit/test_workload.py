@@ -87,7 +87,7 @@ def test_a_body_changed_by_its_caller_leaves_the_next_one_alone() -> None:
         ),
         (
             {"tasks": [{"name": "a", "prompts": "en-chat", "max_tokens": [300, 100]}]},
-            "tasks.0.max_tokens: [300, 100]: min is above max; write [100, 300]",
+            "tasks.0.max_tokens: min 300 is greater than max 100; write [100, 300]",
         ),
         ({"tasks": [{"name": "a"}]}, "needs exactly one of `prompts`"),
         (

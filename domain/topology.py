@@ -1,0 +1,34 @@
+"""Names, labels and taints the platform and the workloads agree on.
+
+The node groups set these, the vLLM Deployment selects on them, the NetworkPolicy and KEDA
+refer to them; one module so a rename cannot leave half the cluster behind.
+"""
+
+from __future__ import annotations
+
+ROLE_LABEL = "qwen-stress.io/role"
+"""Node label (and namespace label) that says what a node or namespace is for."""
+GPU_ROLE = "gpu"
+SYSTEM_ROLE = "system"
+LOADTEST_ROLE = "loadtest"
+"""Value of ``ROLE_LABEL`` on every load-test namespace; the vLLM NetworkPolicy admits them."""
+
+ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
+"""The label the Cluster Autoscaler on AWS reads to know a node's GPU will appear later."""
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TAINT_KEY = "nvidia.com/gpu"
+GPU_TAINT_VALUE = "true"
+GPU_TAINT_EFFECT = "NoSchedule"
+
+MONITORING_NAMESPACE = "monitoring"
+PROMETHEUS_RELEASE = "kube-prometheus-stack"
+PROMETHEUS_URL = f"http://{PROMETHEUS_RELEASE}-prometheus.{MONITORING_NAMESPACE}.svc:9090"
+"""In-cluster Prometheus; KEDA's triggers and the load-test runner query it."""
+
+KEDA_NAMESPACE = "keda"
+VLLM_NAMESPACE = "vllm"
+VLLM_PORT = 8000
+
+FLEET_STATUS_PATH = "/fleet/status"
+"""Where the local autoscaling twin reports replicas, nodes and queue (the load test polls it)."""
