@@ -12,6 +12,22 @@ GPU_ROLE = "gpu"
 SYSTEM_ROLE = "system"
 LOADTEST_ROLE = "loadtest"
 """Value of ``ROLE_LABEL`` on every load-test namespace; the vLLM NetworkPolicy admits them."""
+LOADGEN_ROLE = "loadgen"
+"""Value of ``ROLE_LABEL`` on the load-test stack's own nodes (Locust master and workers)."""
+LOADGEN_TAINT_KEY = "qwen-stress.io/loadgen"
+LOADGEN_TAINT_VALUE = "true"
+LOADGEN_TAINT_EFFECT = "NoSchedule"
+"""Keeps everything but Locust off the load-generator nodes."""
+
+LOADTEST_PROJECT = "qwen-stress-loadtest"
+"""Pulumi project of the ephemeral load-test stacks (one stack per run, named after the run)."""
+EXPIRES_ANNOTATION = "qwen-stress.io/expires-at"
+"""On a load-test namespace: when (ISO 8601, UTC) it may be reaped whatever its stack says."""
+
+COST_TAGS = ("owner", "cost-center", "project", "stack")
+"""Tags every AWS resource of every stack carries (provider default tags, launch templates)."""
+RUN_ID_TAG = "run-id"
+"""The extra cost tag of a load-test stack's resources: the run they were made for."""
 
 ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
 """The label the Cluster Autoscaler on AWS reads to know a node's GPU will appear later."""

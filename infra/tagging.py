@@ -10,19 +10,15 @@ from __future__ import annotations
 import pulumi_aws as aws
 
 from domain.stack_config import TagsConfig
+from domain.topology import COST_TAGS
 
 LAUNCHED_RESOURCE_TYPES = ("instance", "volume", "network-interface")
 
 
 def default_tags(tags: TagsConfig, project: str, stack: str) -> dict[str, str]:
     """Tags for the provider's ``default_tags``; the four fixed keys win over ``extra``."""
-    return {
-        **tags.extra,
-        "owner": tags.owner,
-        "cost-center": tags.cost_center,
-        "project": project,
-        "stack": stack,
-    }
+    fixed = dict(zip(COST_TAGS, (tags.owner, tags.cost_center, project, stack), strict=True))
+    return {**tags.extra, **fixed}
 
 
 def launched_tag_specifications(
