@@ -7,6 +7,7 @@ import re
 import pytest
 from pydantic import BaseModel
 
+from domain.autoscaling import FALLBACK_AFTER_FAILURES, FALLBACK_FAILURE_THRESHOLD
 from domain.stack_config import StackConfig
 from infra import config_reference
 from tests.pulumi_mocks import ROOT
@@ -57,3 +58,16 @@ def test_every_stack_output_is_documented_and_every_documented_one_exists() -> N
     everything = platform | _documented_outputs("### Workload stack outputs")
     assert exported <= everything, "outputs missing from the README's output tables"
     assert platform <= exported, "README's Stack outputs table names outputs nobody exports"
+
+
+def _row(key: str) -> str:
+    match = re.search(rf"^\| `{key}` \|.*$", README, re.M)
+    assert match, f"README.md has no table row for {key}"
+    return match.group(0)
+
+
+def test_the_fallback_row_says_when_keda_falls_back() -> None:
+    row = _row("fallbackReplicas")
+    assert f"once {FALLBACK_AFTER_FAILURES} consecutive Prometheus queries" in row
+    assert f"`fallback.failureThreshold` is {FALLBACK_FAILURE_THRESHOLD}" in row
+
