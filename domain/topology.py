@@ -39,8 +39,17 @@ GPU_TAINT_EFFECT = "NoSchedule"
 
 MONITORING_NAMESPACE = "monitoring"
 PROMETHEUS_RELEASE = "kube-prometheus-stack"
-PROMETHEUS_URL = f"http://{PROMETHEUS_RELEASE}-prometheus.{MONITORING_NAMESPACE}.svc:9090"
+PROMETHEUS_NAME = f"{PROMETHEUS_RELEASE}-prometheus"
+"""The chart's Prometheus object and Service (kube-prometheus-stack 88.5.3 templates: the release
+name, then ``-prometheus``)."""
+PROMETHEUS_URL = f"http://{PROMETHEUS_NAME}.{MONITORING_NAMESPACE}.svc:9090"
 """In-cluster Prometheus; KEDA's triggers and the load-test runner query it."""
+PROMETHEUS_POD_LABELS = {
+    "app.kubernetes.io/name": "prometheus",
+    "operator.prometheus.io/name": PROMETHEUS_NAME,
+}
+"""Labels the Prometheus operator (v0.93, ``makeSelectorLabels``) puts on the Prometheus server's
+pods, and on no other pod of the chart: the one pod of ``monitoring`` that scrapes vLLM."""
 
 KEDA_NAMESPACE = "keda"
 VLLM_NAMESPACE = "vllm"

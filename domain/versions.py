@@ -112,7 +112,10 @@ SYSTEM_AMI_TYPE = "AL2023_x86_64_STANDARD"
 #   on SIGTERM, refuse new requests and let in-flight ones finish for up to that many seconds).
 # - Environment: ``VLLM_API_KEY`` (the API key), ``VLLM_ENGINE_READY_TIMEOUT_S`` (how long the
 #   API server waits for the engine at start-up; default 600 s), ``DO_NOT_TRACK``.
-# - Endpoints ``/health`` and ``/metrics`` stay open when an API key is set; ``/v1/*`` needs it.
+# - The API key guards only the path prefixes ``/v1``, ``/v2``, ``/inference`` and ``/cohere``
+#   (``vllm_args.API_KEY_GUARDED_PREFIXES``, where it was read); ``/invocations``, ``/pooling``,
+#   ``/score``, ``/tokenize``, ``/pause``, ``/health``, ``/metrics`` and the rest stay open, so
+#   the NetworkPolicy is what keeps strangers off them.
 # - Metrics: ``vllm:num_requests_waiting``, ``vllm:num_requests_running``,
 #   ``vllm:kv_cache_usage_perc``, each labelled ``model_name`` (and ``engine``).
 

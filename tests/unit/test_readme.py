@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from domain.autoscaling import FALLBACK_AFTER_FAILURES, FALLBACK_FAILURE_THRESHOLD
 from domain.stack_config import StackConfig
+from domain.vllm_args import API_KEY_GUARDED_PREFIXES
 from infra import config_reference
 from tests.pulumi_mocks import ROOT
 from tests.unit.conftest import example
@@ -71,3 +72,10 @@ def test_the_fallback_row_says_when_keda_falls_back() -> None:
     assert f"once {FALLBACK_AFTER_FAILURES} consecutive Prometheus queries" in row
     assert f"`fallback.failureThreshold` is {FALLBACK_FAILURE_THRESHOLD}" in row
 
+
+def test_the_secrets_section_names_every_route_the_key_guards_and_the_open_inference_one() -> None:
+    section = README.split("### Secrets", 1)[1].split("\n#", 1)[0]
+    for prefix in API_KEY_GUARDED_PREFIXES:
+        assert f"`{prefix}`" in section
+    assert "`/invocations`" in section
+    assert "`/v1/*` needs the key" not in README
