@@ -13,6 +13,8 @@ from domain.vllm_args import API_KEY_GUARDED_PREFIXES
 from infra import config_reference
 from tests.pulumi_mocks import ROOT
 from tests.unit.conftest import example
+from twin.emulator.http_protocol import HttpLimits
+from twin.fleet.fleet import TIME_SCALES
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 REGENERATE = (
@@ -79,3 +81,14 @@ def test_the_secrets_section_names_every_route_the_key_guards_and_the_open_infer
         assert f"`{prefix}`" in section
     assert "`/invocations`" in section
     assert "`/v1/*` needs the key" not in README
+
+
+def test_the_emulator_limits_in_the_readme_are_the_code_defaults() -> None:
+    section = README.split("**HTTP limits**", 1)[1].split("\n\n", 1)[0]
+    limits = HttpLimits()
+    assert f"over {limits.max_target_bytes // 1024} KiB gets 414" in section
+    assert f"over {limits.max_head_bytes // 1024} KiB or {limits.max_headers} fields 431" in section
+    assert f"over {limits.max_body_bytes // 1024**2} MiB 413" in section
+    assert f"within {limits.read_timeout_s:g} s of its first byte" in section
+    low, high = TIME_SCALES
+    assert f"S is {low:g} to {high:g}." in README
