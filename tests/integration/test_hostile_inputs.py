@@ -267,6 +267,10 @@ def send_probe(port: int, parts: tuple[bytes | float, ...], timeout: float = 10.
                 data = sock.recv(65536)
             except ConnectionResetError:
                 break
+            except TimeoutError:
+                raise AssertionError(
+                    f"the connection was left open {timeout:g} s; received {received[:200]!r}"
+                ) from None
             if not data:
                 return received
             received += data
