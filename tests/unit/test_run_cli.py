@@ -208,6 +208,8 @@ def test_models_are_listed_below_the_base_url(monkeypatch: pytest.MonkeyPatch) -
     assert asked == ["http://127.0.0.1:9"]
     assert specs[0].target.base_url == "http://127.0.0.1:9"
     assert specs[0].model == "Qwen/Qwen2.5-7B-Instruct"
+    # the flags as given travel with the spec to config.json
+    assert specs[0].options == RunOptions(url="http://127.0.0.1:9/v1/", users=1, duration=1.0)
 
 
 @pytest.mark.parametrize("url", ["api.example.com", "ftp://host/v1", "http://h/v1?key=1"])
