@@ -254,7 +254,7 @@ def _spec(options: RunOptions) -> RunSpec:
             options.config,
             out,
             api_key=os.environ[key_env],
-            time_scale=options.scale,
+            time_scale=options.effective_time_scale,
         )
         model_name = target.model
     else:
@@ -271,7 +271,7 @@ def _spec(options: RunOptions) -> RunSpec:
         model=model_name or "",
         options=options,
         workers=options.workers,
-        time_scale=options.scale,
+        time_scale=options.effective_time_scale,
         api_key_env=key_env,
         max_inflight=options.max_inflight,
         command=sys.argv[1:],

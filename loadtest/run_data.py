@@ -74,6 +74,7 @@ def read_config(path: Path) -> tuple[RunConfig, list[str]]:
     data = run_files.read_json(path)
     if not isinstance(data, dict):
         raise run_files.RunDirError(f"{path} is not a JSON object: not a qwen-stress config.json")
+    given = data
     notes: list[str] = []
     version = data.get("schema_version", 0)
     if isinstance(version, int) and version > SCHEMA_VERSION:
@@ -97,14 +98,17 @@ def read_config(path: Path) -> tuple[RunConfig, list[str]]:
                     f"{path} lacks or cannot read {', '.join(needed)}: not the config.json of a "
                     "qwen-stress run"
                 ) from None
+            where = ".".join(map(str, errors[0]["loc"]))
             notes.append(
                 f"{path.name}: {'.'.join(section)} could not be read "
-                f"({errors[0]['msg'].lower()}): {_OPTIONAL[section]}"
+                f"({where}: {errors[0]['msg'].lower()}): {_OPTIONAL[section]}"
             )
             data = _without(data, section)
     else:
         raise run_files.RunDirError(f"{path} cannot be read: not a qwen-stress config.json")
-    if isinstance(config.target, OtherTarget) and "target" in data:
+    if "target" not in given:
+        notes.append(f"{path.name} names no target: no cost or autoscaling figures")
+    elif isinstance(config.target, OtherTarget) and "target" in data:
         notes.append(
             f"{path.name}: the target kind {config.target.kind!r} is not one this version "
             "knows: no cost or autoscaling figures"

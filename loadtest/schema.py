@@ -219,7 +219,7 @@ class RunOptions(BaseModel):
         return "capacity"
 
     @property
-    def scale(self) -> float:
+    def effective_time_scale(self) -> float:
         """``--time-scale``, else 1 against an endpoint and ``LOCAL_TIME_SCALE`` locally."""
         if self.time_scale is not None:
             return self.time_scale
@@ -227,7 +227,7 @@ class RunOptions(BaseModel):
 
     def plan_options(self) -> plans.PlanOptions:
         """What the plan reads, durations multiplied by the time scale."""
-        scale = self.scale
+        scale = self.effective_time_scale
         try:
             return plans.PlanOptions(
                 baseline_users=self.baseline_users,
@@ -318,7 +318,7 @@ class TargetBase(FileModel):
     @property
     def label(self) -> str:
         """How reports name the target."""
-        return self.description or self.url or f"a {self.kind} target"
+        return self.description or self.url or f"the {self.kind} target"
 
     @model_serializer(mode="wrap")
     def _known_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
@@ -386,7 +386,11 @@ TargetInfo = Annotated[
     | Annotated[OtherTarget, Tag("other")],
     Discriminator(_target_tag),
 ]
-"""``config.json``'s ``target``, by ``kind``; a kind not listed reads as ``OtherTarget``."""
+"""``config.json``'s ``target``, by ``kind``; a kind not listed reads as ``OtherTarget``.
+
+A new kind: a ``TargetBase`` subclass with a ``Literal`` kind (filling ``gpu``,
+``instance_type``, ``replicas``, ``gpus_per_replica`` and ``autoscaling`` where it knows them:
+cost and the autoscaling figures read those), and a tagged member here."""
 _TARGET_KINDS = _tags(TargetInfo) - {"other"}
 
 
