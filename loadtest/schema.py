@@ -119,7 +119,7 @@ class OptionsError(ValueError):
     """A flag of ``run`` is wrong; the message names it (printed as one line, exit code 2)."""
 
 
-_PLANS_OF = {"users": ("fixed", "soak"), "duration": ("fixed",), "rate": ("poisson",)}
+_PLANS_OF = {"--users": ("fixed", "soak"), "--duration": ("fixed",), "--rate": ("poisson",)}
 """Flags that only some plans read: given to another plan they would be silently ignored."""
 
 
@@ -181,10 +181,11 @@ class RunOptions(BaseModel):
         if self.url is not None and (self.gpu or self.config):
             raise _usage("--gpu and --config describe the local target; drop them with --url")
         name = self.plan_name
-        for field, readers in _PLANS_OF.items():
-            if getattr(self, field) is not None and name not in readers:
+        given = {"--users": self.users, "--duration": self.duration, "--rate": self.rate}
+        for option, readers in _PLANS_OF.items():
+            if given[option] is not None and name not in readers:
                 raise _usage(
-                    f"{flag(field)} is read by the {' and '.join(readers)} plan"
+                    f"{option} is read by the {' and '.join(readers)} plan"
                     f"{'s' if len(readers) > 1 else ''} only, not by {name}; drop it or pass "
                     f"--plan {readers[0]}"
                 )

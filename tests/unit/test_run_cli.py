@@ -60,6 +60,7 @@ def run(*args: str) -> tuple[int, str]:
         (["--max-inflight", "0"], "--max-inflight 0: input should be greater than or equal"),
         (["--time-scale", "0"], "--time-scale 0.0: input should be greater than 0"),
         (["--time-scale", "nan"], "--time-scale nan: input should be a finite number"),
+        (["--time-scale", "1e308"], "--time-scale 1e+308: the plan's durations come out of range"),
         (["--spawn-rate", "inf"], "--spawn-rate inf: input should be a finite number"),
         (["--rate", "1,x"], "--rate '1,x': write requests per second, like 2 or 1,2,4"),
         (["--soak", "-1m"], "--soak '-1m': write a duration like 30s, 2m or 1h30m"),
