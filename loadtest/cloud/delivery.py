@@ -18,6 +18,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
@@ -194,6 +195,7 @@ def choose(
     out_dir: Path,
     registry: Registry,
     repository: str = versions.LOADTEST_IMAGE_REPOSITORY,
+    build: Callable[[Path, Path], Path] = build_wheel,
 ) -> Choice:
     """The released image when this code is a release that has one, else this checkout's wheel."""
     why = f"{version} is not a clean checkout of its release tag"
@@ -209,7 +211,7 @@ def choose(
                 CodeImage(image=f"{repository}:{version}@{digest}"),
                 f"pods run the released image {repository}:{version} ({digest[:19]})",
             )
-    path = build_wheel(root, out_dir)
+    path = build(root, out_dir)
     return Choice(
         CodeWheel(filename=path.name, content=path.read_bytes()),
         f"pods install this checkout's wheel ({why}); their init container needs the package "

@@ -37,7 +37,7 @@ from loadtest.cloud import sizing
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
-RUN_ID_PATTERN = r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?"
+RUN_ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 """DNS label of at most 40 characters: the run id names the namespace, the node group, the
 Pulumi stack and a Kubernetes label value, whose limits it must fit with a prefix."""
 DEADLINE_MARGIN_SECONDS = 900
@@ -67,16 +67,16 @@ class PlatformOutputs(BaseModel):
     cluster_name: str = Field(min_length=1)
     region: str = Field(min_length=1)
     kubeconfig: SecretStr
-    kubernetes_version: str = Field(pattern=r"[0-9]+\.[0-9]+")
-    node_role_arn: str = Field(pattern=r"arn:aws[a-z-]*:iam::[0-9]{12}:role/.+")
+    kubernetes_version: str = Field(pattern=r"^[0-9]+\.[0-9]+$")
+    node_role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$")
     private_subnet_ids: tuple[str, ...] = Field(min_length=1)
     system_node_selector: dict[str, str] = Field(min_length=1)
-    vllm_base_url: str = Field(pattern=r"https?://.+")
+    vllm_base_url: str = Field(pattern=r"^https?://.+$")
     vllm_namespace: str = Field(min_length=1)
     vllm_port: int = Field(ge=1, le=65535)
     served_model_name: str = Field(min_length=1)
     api_key: SecretStr
-    prometheus_url: str = Field(pattern=r"https?://.+")
+    prometheus_url: str = Field(pattern=r"^https?://.+$")
     tags: TagsConfig
     aws_profile: str | None = None
 
