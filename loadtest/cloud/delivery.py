@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -146,10 +149,29 @@ class Choice:
     reason: str
 
 
-def build_wheel(root: Path, out_dir: Path, timeout_s: float = BUILD_TIMEOUT_S) -> Path:
-    """Build the project's wheel from ``root`` into ``out_dir`` with this interpreter's pip.
+def _copy_sources(root: Path, into: Path) -> Path:
+    """The files a wheel is built from, copied: the build writes nothing into the checkout.
 
-    No build isolation, so nothing is downloaded: the environment must have setuptools 77 or
+    setuptools keeps a ``build/`` directory next to ``pyproject.toml`` and reuses it, so a file
+    deleted from the checkout would still ship; a fresh copy has only what is there now.
+    """
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    src = into / "src"
+    src.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(root / name, src / name)
+    for package in {pattern.rstrip("*") for pattern in include}:
+        shutil.copytree(
+            root / package, src / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
+    return src
+
+
+def build_wheel(root: Path, out_dir: Path, timeout_s: float = BUILD_TIMEOUT_S) -> Path:
+    """Build the project's wheel from the checkout at ``root`` into ``out_dir``.
+
+    No build isolation, so nothing is downloaded: this interpreter must have setuptools 77 or
     newer (``make venv`` installs it).
     """
     try:
@@ -162,26 +184,28 @@ def build_wheel(root: Path, out_dir: Path, timeout_s: float = BUILD_TIMEOUT_S) -
             f"{setuptools_version}); run `make venv`, or use a released version's image"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "--no-deps",
-        "--no-build-isolation",
-        "--no-index",
-        "--disable-pip-version-check",
-        "--quiet",
-        "--wheel-dir",
-        str(out_dir),
-        str(root),
-    ]
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout_s, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise DeliveryError(f"building the wheel took over {timeout_s:.0f} s") from None
+    with tempfile.TemporaryDirectory(prefix="qwen-stress-wheel-") as scratch:
+        src = _copy_sources(root, Path(scratch))
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            "--quiet",
+            "--wheel-dir",
+            str(out_dir),
+            str(src),
+        ]
+        try:
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=timeout_s, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise DeliveryError(f"building the wheel took over {timeout_s:.0f} s") from None
     wheels = sorted(out_dir.glob("qwen_stress-*.whl"))
     if done.returncode != 0 or len(wheels) != 1:
         tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
@@ -193,6 +217,7 @@ def choose(
     version: str,
     root: Path,
     out_dir: Path,
+    *,
     registry: Registry,
     repository: str = versions.LOADTEST_IMAGE_REPOSITORY,
     build: Callable[[Path, Path], Path] = build_wheel,

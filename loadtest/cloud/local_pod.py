@@ -92,6 +92,7 @@ def materialise(
     config_maps: Mapping[str, Body],
     secrets: Mapping[str, Mapping[str, str]],
     root: Path,
+    *,
     replace: Mapping[str, str] | None = None,
     python: str = sys.executable,
 ) -> tuple[list[LocalContainer], list[LocalContainer]]:

@@ -150,3 +150,30 @@ def size(
     if workers is None:
         count = node_count * slots - 1
     return Sizing(node_count, count, peak_users, users_per_worker, instance, capacity_type)
+
+
+README_PEAKS = (100, 400, 1000, 2000, 5000)
+
+
+def readme_table(peaks: tuple[int, ...] = README_PEAKS) -> str:
+    """The README's table of load-generator sizes and prices (``python -m loadtest.cloud.sizing``).
+
+    Default options: new ``DEFAULT_INSTANCE_TYPE`` nodes, spot priced at its worst observed
+    price, on demand beside it.
+    """
+    lines = [
+        "| Peak users | Nodes | Worker processes | Streams per worker | Spot $/h | On-demand $/h |",
+        "|---|---|---|---|---|---|",
+    ]
+    for peak in peaks:
+        spot = size(peak)
+        on_demand = size(peak, capacity_type="on-demand")
+        lines.append(
+            f"| {peak:,} | {spot.nodes} x {DEFAULT_INSTANCE_TYPE} | {spot.workers} | "
+            f"{spot.users_per_worker} | ${spot.hourly_usd:.2f} | ${on_demand.hourly_usd:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(readme_table())

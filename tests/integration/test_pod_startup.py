@@ -29,7 +29,12 @@ STEP_TIMEOUT_S = 120
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return delivery.build_wheel(delivery.source_root(), tmp_path_factory.mktemp("wheel"))
+    root = delivery.source_root()
+    had_build_dir = (root / "build").exists()
+    path = delivery.build_wheel(root, tmp_path_factory.mktemp("wheel"))
+    # The build ran on a copy: the checkout gains no build/ directory for mypy to trip over.
+    assert (root / "build").exists() == had_build_dir
+    return path
 
 
 def _pod(

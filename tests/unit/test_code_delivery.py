@@ -6,6 +6,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import metadata
 from pathlib import Path
 from typing import ClassVar
 
@@ -118,7 +119,12 @@ def _no_build(root: Path, out: Path) -> Path:
 
 def test_a_release_with_an_image_runs_it_pinned_by_digest(checkout: Path, registry: str) -> None:
     choice = delivery.choose(
-        "0.1.0", checkout, checkout / "dist", delivery.OciRegistry(5, "http"), registry, _no_build
+        "0.1.0",
+        checkout,
+        checkout / "dist",
+        registry=delivery.OciRegistry(5, "http"),
+        repository=registry,
+        build=_no_build,
     )
     assert choice.code == CodeImage(image=f"{registry}:0.1.0@{DIGEST}")
     assert "released image" in choice.reason
@@ -147,7 +153,12 @@ def test_otherwise_the_checkout_wheel_is_shipped_and_the_user_told_why(
     checkout: Path, version: str, registry_: delivery.Registry, why: str
 ) -> None:
     choice = delivery.choose(
-        version, checkout, checkout / "dist", registry_, "r.io/o/q", _fake_wheel
+        version,
+        checkout,
+        checkout / "dist",
+        registry=registry_,
+        repository="r.io/o/q",
+        build=_fake_wheel,
     )
     assert isinstance(choice.code, CodeWheel)
     assert choice.code.content == b"PK fake"
@@ -161,9 +172,9 @@ def test_a_release_missing_from_the_registry_ships_the_wheel(checkout: Path, reg
             "0.1.0",
             checkout,
             checkout / "dist",
-            delivery.OciRegistry(5, "http"),
-            registry,
-            _fake_wheel,
+            registry=delivery.OciRegistry(5, "http"),
+            repository=registry,
+            build=_fake_wheel,
         )
     finally:
         _Registry.tags = {"0.1.0"}
@@ -174,9 +185,9 @@ def test_a_release_missing_from_the_registry_ships_the_wheel(checkout: Path, reg
 def test_building_needs_a_recent_setuptools(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    real = delivery.metadata.version
+    real = metadata.version
     monkeypatch.setattr(
-        delivery.metadata, "version", lambda name: "65.5.0" if name == "setuptools" else real(name)
+        metadata, "version", lambda name: "65.5.0" if name == "setuptools" else real(name)
     )
     with pytest.raises(delivery.DeliveryError, match="setuptools 77 or newer"):
         delivery.build_wheel(tmp_path, tmp_path / "out")

@@ -47,7 +47,7 @@ def _requirements(path: Path) -> list[Requirement]:
 def _lock(path: Path) -> dict[str, tuple[Version, list[str]]]:
     """name -> (pinned version, hashes) from a pip-compile output with hashes."""
     text = path.read_text().replace("\\\n", " ")
-    out = {}
+    out: dict[str, tuple[Version, list[str]]] = {}
     for line in text.splitlines():
         match = re.match(r"^([A-Za-z0-9_.-]+)==(\S+)(.*)$", line)
         if match:
