@@ -64,20 +64,34 @@ def _run(container: LocalContainer, *extra: str) -> subprocess.CompletedProcess[
     )
 
 
-@pytest.mark.parametrize("role", ["worker", "master"])
-def test_init_containers_install_the_wheel_and_the_installed_code_checks_out(
-    wheel: Path, role: str, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Both roles' pods materialised in one root (same volumes), the wheel installed once."""
+    root = tmp_path_factory.mktemp("pod")
     code = CodeWheel(filename=wheel.name, content=wheel.read_bytes())
-    (install, check), (main,) = _pod(code, role, tmp_path)
-    site = tmp_path / "site"
+    pods = {role: _pod(code, role, root) for role in ("worker", "master")}
+    (install, _), _ = pods["worker"]
+    site = root / "site"
     rendered = [a.replace(contract.SITE_DIR, str(site)) for a in manifests.install_command()]
     assert install.argv[1:] == rendered[1:]
     done = _run(install, "--no-index", "--find-links", str(install.cwd))
     assert done.returncode == 0, done.stderr
+    return {"site": site, "pods": pods}
+
+
+def test_the_init_container_installs_the_wheel_into_the_pods_site(
+    installed: dict[str, Any],
+) -> None:
+    site: Path = installed["site"]
     assert (site / "loadtest" / "pod.py").is_file()
     assert (site / "loadtest" / "cloud" / "data" / contract.LOCK_REQUIREMENTS).is_file()
+    assert (site / "domain" / "data" / "instances-us-east-1.csv").is_file()
 
+
+@pytest.mark.parametrize("role", ["worker", "master"])
+def test_the_installed_code_checks_out_in_each_role(installed: dict[str, Any], role: str) -> None:
+    site: Path = installed["site"]
+    (_, check), (main,) = installed["pods"][role]
     checked = _run(check)
     assert checked.returncode == 0, checked.stderr
     found: dict[str, Any] = json.loads(checked.stdout)
