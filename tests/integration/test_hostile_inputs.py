@@ -6,7 +6,8 @@ Add a probe by adding one row to a table:
   probe that is wrongly accepted starts serving, and the bound ends it as a failure). ``{tmp}``
   in an argument or an environment value is the probe's own directory, where ``files`` are
   written first. The process must exit with ``exit_code``, print ``message`` and no traceback,
-  and never print ``secret``.
+  and never print ``secret``. The selected rows run two at a time before the first is checked
+  (``cli_results``); ``run_cli`` runs any other command line the same way.
 - ``HTTP_PROBES``: raw bytes sent on a real socket to a live emulator and to a live fleet router
   on 127.0.0.1 (a float in ``send`` pauses that many seconds, stopping early once the server
   answers). The server must answer ``status`` (``None``: close without a word) with ``message``
@@ -25,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,37 +141,70 @@ CLI_PROBES = [
 ]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class CliResult:
+    """How a command line ended: its exit code (``None``: still running at the time bound, so
+    killed) and everything it printed."""
+
+    returncode: int | None
+    output: str
+
+
 def run_cli(
     argv: tuple[str, ...], *, env: Mapping[str, str] | None = None, timeout: float = CLI_TIMEOUT_S
-) -> subprocess.CompletedProcess[str]:
-    """``qwen-stress ARGV`` as its own process, killed (and failed) if it outlives ``timeout``."""
-    full_env = {**os.environ, **(env or {})}
+) -> CliResult:
+    """``qwen-stress ARGV`` as its own process, killed if it outlives ``timeout``."""
     try:
-        return subprocess.run(
+        done = subprocess.run(
             [sys.executable, "-m", "loadtest.cli", *argv],
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=full_env,
+            env={**os.environ, **(env or {})},
             check=False,
         )
     except subprocess.TimeoutExpired as err:
-        pytest.fail(f"qwen-stress {' '.join(argv)} still ran after {timeout:g} s: {err.output!r}")
+        printed = (err.stdout or b"") + (err.stderr or b"")
+        output = printed.decode(errors="replace") if isinstance(printed, bytes) else printed
+        return CliResult(None, output)
+    return CliResult(done.returncode, done.stdout + done.stderr)
+
+
+def _run_probe(probe: CliProbe, tmp: Path) -> tuple[CliResult, Path]:
+    for name, content in probe.files.items():
+        (tmp / name).write_bytes(content)
+    argv = tuple(a.replace("{tmp}", str(tmp)) for a in probe.argv)
+    env = {k: v.replace("{tmp}", str(tmp)) for k, v in probe.env.items()}
+    return run_cli(argv, env=env), tmp
+
+
+@pytest.fixture(scope="module")
+def cli_results(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[CliResult, Path]]:
+    """Every selected CLI probe, run two at a time (each one is a process, mostly importing)."""
+    selected = [
+        probe
+        for item in request.session.items
+        if isinstance(item, pytest.Function) and item.module is request.module
+        for probe in [getattr(getattr(item, "callspec", None), "params", {}).get("probe")]
+        if isinstance(probe, CliProbe)
+    ]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {
+            p.name: pool.submit(_run_probe, p, tmp_path_factory.mktemp("probe")) for p in selected
+        }
+        return {name: future.result() for name, future in futures.items()}
 
 
 @pytest.mark.parametrize("probe", CLI_PROBES, ids=lambda p: p.name)
-def test_cli_probe(probe: CliProbe, tmp_path: Path) -> None:
-    for name, content in probe.files.items():
-        (tmp_path / name).write_bytes(content)
-
-    def fill(text: str) -> str:
-        return text.replace("{tmp}", str(tmp_path))
-
-    env = {k: fill(v) for k, v in probe.env.items()}
-    done = run_cli(tuple(fill(a) for a in probe.argv), env=env)
-    output = done.stdout + done.stderr
-    assert done.returncode == probe.exit_code, output
-    assert fill(probe.message) in output
+def test_cli_probe(probe: CliProbe, cli_results: dict[str, tuple[CliResult, Path]]) -> None:
+    result, tmp = cli_results[probe.name]
+    output = result.output
+    if result.returncode is None:
+        pytest.fail(f"{probe.argv} still ran after {CLI_TIMEOUT_S:g} s: {output[-500:]!r}")
+    assert result.returncode == probe.exit_code, output
+    assert probe.message.replace("{tmp}", str(tmp)) in output
     assert "Traceback" not in output
     if probe.secret is not None:
         assert probe.secret not in output

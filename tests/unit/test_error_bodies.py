@@ -16,6 +16,12 @@ class _Transport:
     def write(self, data: bytes) -> None:
         self.written += data
 
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
