@@ -26,7 +26,7 @@ ApiKeyOption = Annotated[
     ),
 ]
 DrainOption = Annotated[
-    float, typer.Option(help="Seconds to let in-flight requests finish on shutdown.")
+    float, typer.Option(help="Seconds (0-3600) to let in-flight requests finish on shutdown.")
 ]
 
 
@@ -116,7 +116,9 @@ def emulate(
     model: Annotated[str, typer.Option(help="Hugging Face id, e.g. Qwen/Qwen2.5-7B-Instruct.")],
     gpu: Annotated[str, typer.Option(help="GPU type from the catalog, e.g. A10G, L4, T4.")],
     host: HostOption = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
+    port: Annotated[
+        int, typer.Option(help="Port to listen on, 0-65535 (0: any free port).")
+    ] = 8000,
     api_key: ApiKeyOption = None,
     max_model_len: Annotated[
         int | None, typer.Option(help="Context length; default: the model's (as vLLM).")
@@ -126,7 +128,8 @@ def emulate(
     ] = 0.9,
     tensor_parallel: Annotated[int, typer.Option(help="GPUs one replica shards over.")] = 1,
     tokenizer: Annotated[
-        Path | None, typer.Option(help="tokenizer.json to count prompt tokens exactly.")
+        Path | None,
+        typer.Option(help="tokenizer.json to count prompt tokens exactly (must load, or exit 2)."),
     ] = None,
     drain_timeout: DrainOption = 30.0,
 ) -> None:

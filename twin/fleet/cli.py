@@ -89,10 +89,14 @@ def fleet(
     ] = None,
     time_scale: Annotated[
         float,
-        typer.Option(help="Multiply every control-plane delay and window by this (0.05: 20x)."),
+        typer.Option(
+            help="Multiply every control-plane delay and window by this, 0.001-1000 (0.05: 20x)."
+        ),
     ] = 1.0,
     host: HostOption = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port of the Service (0: any free port).")] = 8000,
+    port: Annotated[
+        int, typer.Option(help="Port of the Service, 0-65535 (0: any free port).")
+    ] = 8000,
     api_key: ApiKeyOption = None,
     max_model_len: Annotated[
         int | None, typer.Option(help="Context length with --model; default: the model's.")
