@@ -164,6 +164,7 @@ def _figures(
         figures.append(_autoscaling(t, timeline, steps, summary.get("autoscaling")))
     # With the autoscaling chart drawn, the replica counts are there already.
     shown = ["replicas", "ready_replicas", "nodes"] * (not scaled) + ["queue", "running"]
+    shown += ["pod_queue", "pod_running"]  # --url without --prometheus: one pod's, named so
     fleet_keys = [k for k in shown if any(s.get(k) is not None for s in timeline)]
     if fleet_keys:
         fleet = make_subplots(specs=[[{"secondary_y": True}]])
@@ -175,8 +176,14 @@ def _figures(
         kv_lines = [
             (f"KV {name}", [(s.get("kv_usage_by_replica") or {}).get(name) for s in timeline])
             for name in by_replica
-        ] or [("KV cache usage", [s.get("kv_usage") for s in timeline])]
-        if any(v is not None for _, values in kv_lines for v in values):
+        ] or [
+            ("KV cache usage", [s.get("kv_usage") for s in timeline]),
+            ("KV cache usage (one pod)", [s.get("pod_kv_usage") for s in timeline]),
+        ]
+        kv_lines = [
+            (name, values) for name, values in kv_lines if any(v is not None for v in values)
+        ]
+        if kv_lines:
             for name, values in kv_lines:
                 fleet.add_trace(
                     go.Scatter(x=t, y=values, name=name, line={"dash": "dot"}), secondary_y=True

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -20,7 +21,17 @@ from domain.durations import DurationError, parse_duration
 from domain.vllm_args import API_KEY_ENV
 from loadtest import plans, run_files, slo, workload
 from loadtest.run_spec import RunSpec
-from loadtest.targets import FleetTarget, Target, TargetError, UrlTarget, list_models
+from loadtest.targets import (
+    POD_METRICS_NOTE,
+    FleetTarget,
+    Target,
+    TargetError,
+    UrlTarget,
+    list_models,
+)
+
+if TYPE_CHECKING:
+    from loadtest.cluster_target import ClusterTarget
 
 EXIT_SLO_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -117,7 +128,8 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
     config: Annotated[
         Path | None,
         typer.Option(
-            help="Pulumi.<stack>.yaml to rehearse locally: model, GPU, node group, autoscaling."
+            help="Pulumi.<stack>.yaml to rehearse locally: model, GPU, node group, autoscaling "
+            "(with --url and --prometheus: the stack whose cluster is read)."
         ),
     ] = None,
     plan: Annotated[
@@ -189,12 +201,21 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
     out: Annotated[
         Path | None, typer.Option(help="Run directory to create (default runs/<timestamp>-<plan>).")
     ] = None,
+    prometheus: Annotated[
+        str | None,
+        typer.Option(
+            help="With --url and --config: Prometheus of the stack's cluster; the timeline gets "
+            "its replicas, nodes, queue and GPU-hours (else only one pod's /metrics)."
+        ),
+    ] = None,
 ) -> None:
     """Run a load plan with distributed Locust and write the run directory and reports."""
     try:
         spec = _spec(locals())
     except (UsageError, workload.WorkloadError, slo.SloError, plans.PlanError, TargetError) as err:
         raise _fail(str(err)) from None
+    if isinstance(spec.target, UrlTarget):
+        typer.secho(f"note: {POD_METRICS_NOTE}", fg=typer.colors.YELLOW, err=True)
     summary, outcome = _execute(spec)
     if outcome.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -296,6 +317,11 @@ def _spec(args: dict[str, Any]) -> RunSpec:
     )
     if scale <= 0:
         raise UsageError(f"--time-scale {scale}: must be above 0")
+    if args["prometheus"] and local:
+        raise UsageError(
+            "--prometheus reads a cluster's Prometheus: use it with --url (the local twin "
+            "reports its fleet itself)"
+        )
     options = _plan_options(args, scale)
     plan = plans.create(name, options)
     key_env = args["api_key_env"]
@@ -320,9 +346,16 @@ def _spec(args: dict[str, Any]) -> RunSpec:
         )
         model_name = target.model
     else:
-        if args["gpu"] or args["config"]:
-            raise UsageError("--gpu and --config describe the local target; drop them with --url")
+        if args["gpu"] or (args["config"] and not args["prometheus"]):
+            raise UsageError(
+                "--gpu and --config describe the local target; drop them with --url (--config "
+                "goes with --prometheus, to name the stack whose cluster it reads)"
+            )
         target = UrlTarget(args["url"])
+        if args["prometheus"]:
+            cluster = _cluster_target(target, args["prometheus"], args["config"])
+            model_name = model_name or cluster.queries.served_name
+            target = cluster
         if mix.endpoint != "generate":
             model_name = _check_endpoint(target.base_url, key_env, model_name)
     return RunSpec(
@@ -339,6 +372,27 @@ def _spec(args: dict[str, Any]) -> RunSpec:
         max_inflight=args["max_inflight"],
         command=sys.argv[1:],
     )
+
+
+def _cluster_target(base: Target, prometheus: str, config: Path | None) -> ClusterTarget:
+    """The endpoint, with its fleet read from the stack's Prometheus; checked once now."""
+    from domain.stack_config import ConfigError, load_stack_file  # noqa: PLC0415
+    from loadtest.cluster_target import ClusterTarget, PrometheusError  # noqa: PLC0415
+
+    if config is None:
+        raise UsageError(
+            "--prometheus needs --config Pulumi.<stack>.yaml: the stack's model, GPU instance "
+            "and autoscaling settings say what to query and how to read it"
+        )
+    try:
+        target = ClusterTarget.for_stack(base, prometheus, load_stack_file(config))
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    try:
+        target.prometheus.query(target.queries.instant["ready_replicas"], time.time())
+    except PrometheusError as err:
+        raise UsageError(f"--prometheus {prometheus}: {err}") from None
+    return target
 
 
 def _check_endpoint(base_url: str, key_env: str | None, model: str | None) -> str | None:

@@ -146,7 +146,7 @@ def test_without_isolation_the_same_ctrl_c_reaches_the_cli(tmp_path: Path) -> No
     assert up["signals"] == ["SIGINT"]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGTERM])  # SIGINT, SIGHUP: tests/unit/test_orchestrator
 def test_a_signal_during_the_load_collects_then_destroys(
     tmp_path: Path, sig: signal.Signals
 ) -> None:
