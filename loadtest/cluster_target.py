@@ -211,3 +211,21 @@ class ClusterTarget(Target):
         if errors:
             out["target_poll_error"] = "; ".join(errors)[:500]
         return out
+
+
+def reference(stack: StackConfig) -> str:
+    """The README's table: each timeline field and the PromQL that fills it, for ``stack``."""
+    target = ClusterTarget.for_stack(Target(), "http://127.0.0.1:9090", stack)
+    queries = target.info()["fleet_metrics"]["queries"]
+    rows = ["| field | PromQL |", "|---|---|"]
+    rows += [f"| `{field}` | `{expr}` |" for field, expr in queries.items()]
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    from pathlib import Path  # noqa: PLC0415
+
+    from domain.stack_config import load_stack_file  # noqa: PLC0415
+
+    print(reference(load_stack_file(Path("Pulumi.dev.yaml"))))
+
