@@ -361,6 +361,8 @@ class Orchestrator:
         """
         name = ephemeral_stack_name(request.platform_stack, request.run_id)
         outcome = Outcome(stack=name)
+        if self.log_path is None:
+            self.log_path = request.run_dir / "logs" / "pulumi.log"
         with self._signal_handlers():
             if preflight is not None:
                 self.say("pre-flight: checking the platform before creating anything")

@@ -357,3 +357,10 @@ def test_outcome_exit_codes() -> None:
     assert Outcome("s", error="x").exit_code == 1
     assert Outcome("s", interrupted=True, error="x").exit_code == 130
     assert Outcome("s", interrupted=True, teardown_error="left").exit_code == EXIT_STACK_LEFT
+
+
+def test_pulumis_lines_are_kept_in_the_run_directory(tmp_path: Path) -> None:
+    _orchestrator(FakeWorkspace(), tmp_path, []).run(_request(tmp_path), Follower())
+    log = (tmp_path / "run" / "logs" / "pulumi.log").read_text()
+    assert "up: +  qwen-stress:loadtest:LoadTest loadtest created" in log
+    assert "destroy: -  deleted" in log
