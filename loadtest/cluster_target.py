@@ -223,9 +223,8 @@ def reference(stack: StackConfig) -> str:
 
 
 if __name__ == "__main__":
-    from pathlib import Path  # noqa: PLC0415
+    from pathlib import Path
 
-    from domain.stack_config import load_stack_file  # noqa: PLC0415
+    from domain.stack_config import load_stack_file
 
     print(reference(load_stack_file(Path("Pulumi.dev.yaml"))))
-
