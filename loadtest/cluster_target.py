@@ -1,11 +1,12 @@
 """The cluster's side of a run: replicas, nodes, queue, KV usage and hours, read from Prometheus.
 
 A ``ClusterTarget`` wraps the endpoint the users load (any ``Target``) and fills every timeline
-sample with the fields the twin's status gives (``targets.FLEET_FIELDS``, plus KV usage per
-replica) by sending the expressions of ``domain.fleet_queries`` to Prometheus's instant-query
-API. So the autoscaling chart, the scale-up lag and the SLO violation during scale-out come out
-of a cloud run exactly as they come out of a twin run, and the twin answers the same queries
-(``twin/fleet/prometheus_api.py``), so this path runs in ``make test``.
+sample with the fleet fields the twin's status gives (``TargetMetrics``: replicas by state,
+nodes, GPUs, queue, running, hours, KV usage per replica) by sending the expressions of
+``domain.fleet_queries`` to Prometheus's instant-query API. So the autoscaling chart, the
+scale-up lag and the SLO violation during scale-out come out of a cloud run exactly as they
+come out of a twin run, and the twin answers the same queries (``twin/fleet/prometheus_api.py``),
+so this path runs in ``make test``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,15 @@ import urllib.parse
 from typing import Any
 
 from domain.autoscaling import AutoscalingSpec
-from domain.fleet_queries import HOUR_FIELDS, FleetQueries
+from domain.fleet_queries import HOUR_FIELDS, KV_BY_REPLICA, FleetQueries
 from domain.stack_config import StackConfig
+from loadtest.schema import (
+    AutoscalingInfo,
+    AutoscalingTrigger,
+    ClusterTargetInfo,
+    FleetMetricsInfo,
+    TargetMetrics,
+)
 from loadtest.targets import Target, TargetError, http_get
 
 COUNT_FIELDS = frozenset(
@@ -83,16 +91,16 @@ class PrometheusClient:
         ]
 
 
-def autoscaling_info(spec: AutoscalingSpec) -> dict[str, Any]:
+def autoscaling_info(spec: AutoscalingSpec) -> AutoscalingInfo:
     """What the scaling figures read from ``config.json``: bounds and per-replica targets."""
-    return {
-        "min_replicas": spec.min_replicas,
-        "max_replicas": spec.max_replicas,
-        "triggers": {
-            t.name: {"metric": t.metric, "target_per_replica": t.target_per_replica}
+    return AutoscalingInfo(
+        min_replicas=spec.min_replicas,
+        max_replicas=spec.max_replicas,
+        triggers={
+            t.name: AutoscalingTrigger(metric=t.metric, target_per_replica=t.target_per_replica)
             for t in spec.triggers()
         },
-    }
+    )
 
 
 class ClusterTarget(Target):
@@ -104,8 +112,11 @@ class ClusterTarget(Target):
         prometheus: PrometheusClient,
         queries: FleetQueries,
         *,
-        autoscaling: AutoscalingSpec | None = None,
-        info: dict[str, Any] | None = None,
+        autoscaling: AutoscalingSpec,
+        model: str,
+        gpu: str | None = None,
+        instance_type: str | None = None,
+        gpus_per_replica: int | None = None,
     ) -> None:
         self.base = base
         self.base_url = base.base_url
@@ -113,7 +124,10 @@ class ClusterTarget(Target):
         self.prometheus = prometheus
         self.queries = queries
         self.autoscaling = autoscaling
-        self.extra_info = info or {}
+        self.model = model
+        self.gpu = gpu
+        self.instance_type = instance_type
+        self.gpus_per_replica = gpus_per_replica
         self.started_at: float | None = None
         """Wall clock of ``start``: the hours are integrated from here."""
 
@@ -131,12 +145,10 @@ class ClusterTarget(Target):
                 triggers=tuple(stack.autoscaling.triggers()),
             ),
             autoscaling=stack.autoscaling,
-            info={
-                "model": stack.model.served,
-                "gpu": gpu.name if gpu is not None else None,
-                "instance_type": stack.gpu.instance_type,
-                "gpus_per_replica": stack.model.tensor_parallel,
-            },
+            model=stack.model.served,
+            gpu=gpu.name if gpu is not None else None,
+            instance_type=stack.gpu.instance_type,
+            gpus_per_replica=stack.model.tensor_parallel,
         )
 
     def start(self) -> None:
@@ -148,25 +160,27 @@ class ClusterTarget(Target):
         """Stop the endpoint (if it is ours)."""
         self.base.stop()
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> ClusterTargetInfo:
         """The endpoint, the stack's GPU and autoscaling settings, and every query sent."""
-        out = {**self.base.info(), **self.extra_info}
-        out["description"] = self.description
-        out["fleet_metrics"] = {
-            "source": "prometheus",
-            "url": self.prometheus.base_url,
-            "queries": {
-                **self.queries.instant,
-                **self.queries.hour_templates,
-                "kv_usage_by_replica": self.queries.kv_by_replica,
-            },
-            "hours_window": "the run's age at each sample, in ms",
-        }
-        if self.autoscaling is not None:
-            out["autoscaling"] = autoscaling_info(self.autoscaling)
-        return out
+        return ClusterTargetInfo(
+            url=self.base_url,
+            description=self.description,
+            model=self.model,
+            gpu=self.gpu,
+            instance_type=self.instance_type,
+            gpus_per_replica=self.gpus_per_replica,
+            autoscaling=autoscaling_info(self.autoscaling),
+            fleet_metrics=FleetMetricsInfo(
+                url=self.prometheus.base_url,
+                queries={
+                    **self.queries.instant,
+                    **self.queries.hour_templates,
+                    KV_BY_REPLICA: self.queries.kv_by_replica,
+                },
+            ),
+        )
 
-    def poll(self) -> dict[str, Any]:
+    def poll(self) -> TargetMetrics:
         """One timeline sample's fleet fields; a field Prometheus refused is left out and named.
 
         Raises ``TargetError`` when Prometheus does not answer at all (the sampler records it and
@@ -204,19 +218,19 @@ class ClusterTarget(Target):
         except PrometheusError as err:
             errors.append(f"kv_usage_by_replica: {err}")
             kv = {}
-        if "ready_replicas" in out:
-            out["replicas"] = out["ready_replicas"]
-        out["kv_usage"] = round(sum(kv.values()) / len(kv), 4) if kv else None
-        out["kv_usage_by_replica"] = kv
-        if errors:
-            out["target_poll_error"] = "; ".join(errors)[:500]
-        return out
+        return TargetMetrics(
+            **out,
+            replicas=out.get("ready_replicas"),
+            kv_usage=round(sum(kv.values()) / len(kv), 4) if kv else None,
+            kv_usage_by_replica=kv,
+            target_poll_error="; ".join(errors)[:500] if errors else None,
+        )
 
 
 def reference(stack: StackConfig) -> str:
     """The README's table: each timeline field and the PromQL that fills it, for ``stack``."""
     target = ClusterTarget.for_stack(Target(), "http://127.0.0.1:9090", stack)
-    queries = target.info()["fleet_metrics"]["queries"]
+    queries = target.info().fleet_metrics.queries
     rows = ["| field | PromQL |", "|---|---|"]
     rows += [f"| `{field}` | `{expr}` |" for field, expr in queries.items()]
     return "\n".join(rows)

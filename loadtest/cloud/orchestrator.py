@@ -45,6 +45,15 @@ from loadtest.cloud.workspace import (
     Workspace,
     ephemeral_stack_name,
 )
+from loadtest.schema import (
+    EventBase,
+    FollowFailed,
+    StackCreating,
+    StackDestroyed,
+    StackDestroyFailed,
+    StackError,
+    StackUp,
+)
 
 T = TypeVar("T")
 
@@ -164,22 +173,20 @@ def say_on_stderr(text: str) -> None:
 
 
 class EventLog:
-    """Appends events to the run's ``events.jsonl`` (``t``: seconds since ``t0``; ``at``: unix)."""
+    """Appends events to the run's ``events.jsonl`` (``t``: seconds since ``t0``)."""
 
     def __init__(self, run_dir: Path, t0: float | None = None) -> None:
         self.path = run_dir / run_files.EVENTS
         self.t0 = time.time() if t0 is None else t0
 
-    def __call__(self, kind: str, **fields: Any) -> None:
+    def __call__(self, event: Callable[..., EventBase], **fields: Any) -> None:
         """Write one event now (a run directory that cannot be written is said, not fatal)."""
         now = time.time()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             writer = run_files.JsonlWriter(self.path)
             try:
-                writer.write(
-                    {"t": round(now - self.t0, 3), "at": round(now, 3), "kind": kind, **fields}
-                )
+                writer.write(event(t=round(now - self.t0, 3), at=round(now, 3), **fields))
             finally:
                 writer.close()
         except OSError as err:
@@ -397,7 +404,7 @@ class Orchestrator:
         try:
             self.phase = "creating"
             self.event(
-                "stack_creating",
+                StackCreating,
                 stack=name,
                 project=LOADTEST_PROJECT,
                 platform_stack=str(request.platform_stack),
@@ -425,7 +432,7 @@ class Orchestrator:
             outcome.up_s = round(time.monotonic() - up_started, 1)
             self.journal.update(name, "up")
             self.event(
-                "stack_up", stack=name, project=LOADTEST_PROJECT, up_s=outcome.up_s,
+                StackUp, stack=name, project=LOADTEST_PROJECT, up_s=outcome.up_s,
                 outputs=sorted(outputs),
             )  # fmt: skip
             self.say(f"stack {name} is up ({_clock(outcome.up_s)})")
@@ -437,11 +444,11 @@ class Orchestrator:
                 if failure is not None:
                     lost = isinstance(failure, MasterLostError)
                     outcome.error = f"{'master lost' if lost else 'the run failed'}: {failure}"
-                    self.event("follow_failed", master_lost=lost, error=str(failure)[:500])
+                    self.event(FollowFailed, master_lost=lost, error=str(failure)[:500])
                     self.say(outcome.error)
         except Exception as err:
             outcome.error = outcome.error or f"{type(err).__name__}: {err}"
-            self.event("stack_error", stack=name, phase=self.phase, error=str(err)[:500])
+            self.event(StackError, stack=name, phase=self.phase, error=str(err)[:500])
             self.say(f"{self.phase} failed: {err}")
         finally:
             self.phase = "destroying"
@@ -487,7 +494,7 @@ class Orchestrator:
             )
         if result.gone:
             self.event(
-                "stack_destroyed",
+                StackDestroyed,
                 stack=name,
                 lifetime_s=outcome.lifetime_s,
                 destroy_s=round(time.monotonic() - started, 1),
@@ -510,7 +517,7 @@ class Orchestrator:
         )
         self.journal.update(name, "destroy_failed", error=(result.error or "")[:500])
         self.event(
-            "stack_destroy_failed", stack=name, attempts=result.attempts,
+            StackDestroyFailed, stack=name, attempts=result.attempts,
             error=(result.error or "")[:500], command=commands, lifetime_s=outcome.lifetime_s,
         )  # fmt: skip
         self.say(outcome.teardown_error)

@@ -14,10 +14,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import pytest
+from pydantic import TypeAdapter
 
+from domain.fleet_queries import HOUR_FIELDS, INSTANT_FIELDS, KV_BY_REPLICA
 from domain.stack_config import load_stack_file
 from loadtest.cluster_target import ClusterTarget, PrometheusClient, prometheus_base
-from loadtest.targets import FLEET_FIELDS, Target, TargetError, UrlTarget, free_port
+from loadtest.schema import ClusterTargetInfo, TargetInfo, TargetMetrics, UrlTargetInfo
+from loadtest.targets import Target, TargetError, UrlTarget, free_port
 from tests.pulumi_mocks import ROOT
 from tests.unit.test_prometheus_api import STATUS
 from twin.fleet.prometheus_api import answer
@@ -75,10 +78,8 @@ def target() -> Iterator[ClusterTarget]:
 
 def test_a_sample_carries_the_fleet_figures_prometheus_gives(target: ClusterTarget) -> None:
     target.started_at = time.time() - 1800
-    sample = target.poll()
-    for field in FLEET_FIELDS:
-        if field.endswith("_hours"):
-            continue
+    sample = target.poll().model_dump()
+    for field in INSTANT_FIELDS:
         assert sample[field] == STATUS[field], field
     assert sample["replicas"] == STATUS["ready_replicas"]
     assert sample["kv_usage_by_replica"] == {"vllm-0": 0.42, "vllm-1": 0.1}
@@ -86,7 +87,7 @@ def test_a_sample_carries_the_fleet_figures_prometheus_gives(target: ClusterTarg
     # The run is 1800 s old: the hours it spent, not the fleet's since it started.
     assert sample["gpu_hours"] == pytest.approx(0.5, abs=1e-3)
     assert sample["replica_hours"] == pytest.approx(0.25, abs=1e-3)
-    assert "target_poll_error" not in sample
+    assert sample["target_poll_error"] is None
     assert all(isinstance(sample[f], int) for f in ("desired_replicas", "nodes", "gpus"))
 
 
@@ -101,8 +102,9 @@ def test_the_queries_go_for_the_stacks_model_and_gpu_count(target: ClusterTarget
 def test_a_refused_expression_leaves_its_field_out_and_says_which(target: ClusterTarget) -> None:
     _Prometheus.refuse = "kube_node_status_condition"
     sample = target.poll()
-    assert "ready_nodes" not in sample and sample["nodes"] == STATUS["nodes"]
-    assert "ready_nodes" in sample["target_poll_error"] and "nope" in sample["target_poll_error"]
+    assert sample.ready_nodes is None and sample.nodes == STATUS["nodes"]
+    assert sample.target_poll_error is not None
+    assert "ready_nodes" in sample.target_poll_error and "nope" in sample.target_poll_error
 
 
 def test_nothing_answering_fails_the_sample_at_once() -> None:
@@ -116,16 +118,20 @@ def test_nothing_answering_fails_the_sample_at_once() -> None:
 def test_info_names_the_source_every_query_and_the_stacks_autoscaling(
     target: ClusterTarget,
 ) -> None:
-    info = target.info()
+    info = json.loads(target.info().model_dump_json())  # as config.json records it
+    assert info["kind"] == "cluster"
     metrics = info["fleet_metrics"]
     assert metrics["source"] == "prometheus"
-    assert set(metrics["queries"]) == {*FLEET_FIELDS, "kv_usage_by_replica"}
+    assert set(metrics["queries"]) == {*INSTANT_FIELDS, *HOUR_FIELDS, KV_BY_REPLICA}
     assert "{window_ms}" in metrics["queries"]["gpu_hours"]
     assert info["autoscaling"]["max_replicas"] == STACK.autoscaling.max_replicas
     assert info["autoscaling"]["triggers"]["running"]["target_per_replica"] == (
         STACK.autoscaling.target_running_per_replica
     )
     assert (info["gpu"], info["instance_type"]) == ("A10G", STACK.gpu.instance_type)
+    # config.json reads it back as what it is (the report prices and scales from it).
+    read = TypeAdapter(TargetInfo).validate_json(target.info().model_dump_json())
+    assert isinstance(read, ClusterTargetInfo) and read == target.info()
 
 
 @pytest.mark.parametrize(
@@ -151,7 +157,9 @@ def test_bad_prometheus_addresses_are_refused(url: str) -> None:
 def test_url_target_says_its_metrics_are_one_pods() -> None:
     """Behind a Service, /metrics is whichever pod answered: never recorded as fleet totals."""
     target = UrlTarget("http://127.0.0.1:9")
-    target._metrics.poll = lambda: {"queue": 3.0, "running": 9.0, "kv_usage": 0.5}  # type: ignore[method-assign]
-    sample = target.poll()
+    scraped = TargetMetrics(queue=3.0, running=9.0, kv_usage=0.5)
+    target._metrics.poll = lambda: scraped  # type: ignore[method-assign]
+    sample = target.poll().model_dump(exclude_none=True)
     assert sample == {"pod_queue": 3.0, "pod_running": 9.0, "pod_kv_usage": 0.5}
-    assert "not the fleet" in target.info()["metrics"]
+    info = target.info()
+    assert isinstance(info, UrlTargetInfo) and "not the fleet" in (info.metrics or "")
