@@ -106,9 +106,9 @@ def reaches(program: Program, pod: Pod, port: int = topology.VLLM_PORT) -> bool:
 LOADTEST_NS = {topology.ROLE_LABEL: topology.LOADTEST_ROLE}
 PROMETHEUS_POD = {
     **topology.PROMETHEUS_POD_LABELS,
-    "app.kubernetes.io/instance": topology.PROMETHEUS_NAME,
+    "app.kubernetes.io/instance": topology.PROMETHEUS_SERVICE,
     "app.kubernetes.io/managed-by": "prometheus-operator",
-    "prometheus": topology.PROMETHEUS_NAME,
+    "prometheus": topology.PROMETHEUS_SERVICE,
 }
 
 ALLOWED = {
