@@ -116,7 +116,9 @@ class HourlyCost:
 
 def control_plane(prices: PriceTable, count: int = 1) -> Line:
     """EKS clusters in standard support."""
-    return Line("control_plane", "standard support", count, count, prices.eks_control_plane_usd_per_h)
+    return Line(
+        "control_plane", "standard support", count, count, prices.eks_control_plane_usd_per_h
+    )
 
 
 def nat_gateways(prices: PriceTable, count: int) -> Line:

@@ -360,7 +360,12 @@ class StackConfig(BaseModel):
                 cluster.system_max_nodes,
             ),
             hourly_cost.node_group(
-                table, "gpu_nodes", gpu.instance_type, gpu.capacity_type, gpu.min_nodes, gpu.max_nodes
+                table,
+                "gpu_nodes",
+                gpu.instance_type,
+                gpu.capacity_type,
+                gpu.min_nodes,
+                gpu.max_nodes,
             ),
         ]
         return hourly_cost.combine(lines, table, hourly_cost.region_note(table, self.region))

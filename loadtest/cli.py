@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from costs.cli import cost_app, prices_app
 from loadtest import run_cli
 from twin.emulator.cli import emulate
 from twin.fleet.cli import fleet
@@ -30,6 +31,8 @@ app.command()(emulate)
 app.command()(fleet)
 app.command("run")(run_cli.run)
 app.command("report")(run_cli.report)
+app.add_typer(cost_app, name="cost")
+app.add_typer(prices_app, name="prices")
 
 
 def main() -> None:

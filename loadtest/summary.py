@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from costs import reconcile, runs
 from loadtest import analysis, cost, records, report_html, report_md, run_files, scaling
 from loadtest.slo import Slo
 
@@ -136,4 +137,8 @@ def write(run_dir: Path) -> dict[str, Any]:
         summary, data.timeline, data.records, float(data.config["started_at"])
     )
     (run_dir / run_files.REPORT_HTML).write_text(html, encoding="utf-8")
+    # A rebuilt report keeps the billed cost that `qwen-stress cost actuals` added to it.
+    actuals = runs.read_actuals(run_dir)
+    if actuals is not None:
+        reconcile.add_to_reports(run_dir, actuals)
     return summary
