@@ -1,4 +1,4 @@
-"""``qwen-stress prices refresh``: the Pricing API and spot history (Stubbers) into a dated table."""
+"""``qwen-stress prices refresh``: Pricing API and spot history (Stubbers) into a dated table."""
 
 from __future__ import annotations
 
