@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, cast
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -172,7 +172,7 @@ def report(
     if output_format not in rep.FORMATS:
         fail(f"--format {output_format!r}: use md, csv or html")
     try:
-        text = rep.RENDER[cast("rep.Format", output_format)](rep.rows(run_dirs))
+        text = rep.RENDER[output_format](rep.rows(run_dirs))
     except RunReadError as err:
         fail(str(err))
     if out is None:

@@ -40,7 +40,7 @@ def markdown(cost: HourlyCost, source: str) -> str:
     ]
     rows += [
         f"| {LABELS[line.kind]} | {line.detail} | {_count(line)} | ${line.unit_usd:.4f}/h | "
-        f"{usd_h(line.min_usd)} | {usd_h(line.max_usd)} |"
+        f"${line.min_usd:.3f}/h | ${line.max_usd:.3f}/h |"
         for line in cost.lines
     ]
     rows += [

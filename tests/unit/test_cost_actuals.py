@@ -29,7 +29,7 @@ from tests.aws_fakes import FAKE_CREDENTIALS, MotoCostExplorer, cost_result, mot
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "runs"
 runner = CliRunner()
-ESTIMATE = {
+ESTIMATE: dict[str, Any] = {
     "gpu": "T4",
     "instance_type": "g4dn.xlarge",
     "usd_per_gpu_hour": 0.526,

@@ -67,7 +67,7 @@ def _spot(instance_type: str, zone: str, usd: float, at: datetime) -> dict[str, 
     }
 
 
-SPOT_PAGES = [
+SPOT_PAGES: list[dict[str, Any]] = [
     {
         "SpotPriceHistory": [
             # zone a: 0.20 from before the window until half-way, then 0.30
@@ -91,7 +91,7 @@ def _stub_spot(stub: Stubber, types: list[str], start: Any = START, end: Any = N
 
 
 def test_spot_mean_is_time_weighted_over_every_zone_and_max_is_the_worst() -> None:
-    records = [r for page in SPOT_PAGES for r in page["SpotPriceHistory"]]  # type: ignore[attr-defined]
+    records = [r for page in SPOT_PAGES for r in page["SpotPriceHistory"]]
     mean, high = refresh.spot_stats(records, START, NOW)["g4dn.xlarge"]
     assert mean == pytest.approx((0.20 * 3.5 + 0.30 * 3.5 + 0.25 * 7) / 14)
     assert high == 0.30
