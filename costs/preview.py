@@ -1,7 +1,7 @@
 """The hourly cost of what a ``pulumi preview --json`` would leave standing.
 
 ``pulumi preview --json`` prints one document (Pulumi's ``PreviewDigest``,
-pkg/backend/display/json.go, checked against pulumi/pulumi master in 2026-11): ``config``
+pkg/backend/display/json.go, read at pulumi/pulumi commit 00d498e): ``config``
 (the stack's settings, secrets blinded), ``steps`` (one per resource: ``op``, ``urn``,
 ``newState`` with the resource's ``type`` and ``inputs``), ``diagnostics`` and
 ``changeSummary``. Inputs not known until the update runs are the string

@@ -23,12 +23,15 @@ from moto.server import ThreadedMotoServer
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
+_SESSION = boto3.session.Session(
+    aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+)
+"""One session for every stubbed client: its loader parses each service model once."""
+
+
 def stubbed(service: str, region: str = "us-east-1") -> tuple[Any, Stubber]:
     """A real client whose calls a Stubber answers (nothing leaves the process)."""
-    session = boto3.session.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
-    )
-    client = session.client(service, region_name=region)
+    client = _SESSION.client(service, region_name=region)
     return client, Stubber(client)
 
 
