@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from costs.preview import SECRET, UNKNOWN
-from tests.pulumi_mocks import PROJECT, Program, stack_config
+from tests.pulumi_mocks import PROJECT, ROOT, Program, stack_config
 
 __all__ = ["SECRET", "UNKNOWN", "from_program", "with_values"]
 
@@ -45,9 +45,10 @@ def from_program(program: Program, stack: str) -> dict[str, Any]:
                 },
             }
         )
+    settings = stack_config(stack) if (ROOT / f"Pulumi.{stack}.yaml").exists() else {}
     config = {
         k: "[secret]" if isinstance(v, dict) and "secure" in v else str(v)
-        for k, v in stack_config(stack).items()
+        for k, v in settings.items()
     }
     return {
         "config": config,

@@ -26,6 +26,7 @@ from loadtest.cli import app
 from tests.pulumi_mocks import ROOT, stack_config
 from tests.pulumi_preview import SECRET, UNKNOWN, from_program, with_values
 from tests.unit.conftest import example
+from tests.unit.test_loadtest_stack import image_run
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 runner = CliRunner()
@@ -105,6 +106,14 @@ def _loadgen_step(**inputs: Any) -> dict[str, Any]:
 
 def _doc(*steps: dict[str, Any]) -> dict[str, Any]:
     return {"config": {"aws:region": "us-east-1"}, "steps": list(steps)}
+
+
+def test_the_load_test_stack_preview_prices_its_nodes_as_the_stack_does() -> None:
+    program = image_run()  # the ephemeral stack's program under mocks: spot load generators
+    cost = preview.estimate(from_program(program, "run-42"))
+    (line,) = cost.lines
+    assert line.kind == "loadgen_nodes" and line.detail.endswith(" spot")
+    assert cost.max_usd == pytest.approx(program.outputs["hourlyUsd"])
 
 
 def test_load_generator_node_group_is_priced_by_role_and_capacity_type() -> None:
