@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from domain import prices
 from domain.stack_config import NAMESPACE, StackConfig, load_stack_file
 
 PLATFORM_SECTIONS = ("cluster", "network", "gpu", "tags", "cluster_autoscaler", "budget")
@@ -57,7 +58,12 @@ def reference() -> str:
 
 
 def cost_table(root: Path = ROOT) -> str:
-    """Markdown table: each example stack's cost per hour at minimum and maximum size."""
+    """Markdown table: each example stack's cost per hour at minimum and maximum size.
+
+    Priced with the bundled table, whatever a developer has refreshed locally: the README must
+    be the same for everyone, and it names the table's date.
+    """
+    table = prices.bundled()
     rows = [
         "| Stack | GPU nodes | At minimum size | At maximum size |",
         "|---|---|---|---|",
@@ -67,9 +73,10 @@ def cost_table(root: Path = ROOT) -> str:
         gpu = cfg.gpu
         rows.append(
             f"| `{path.name.split('.')[1]}` | {gpu.min_nodes}..{gpu.max_nodes} x "
-            f"{gpu.instance_type} ({gpu.capacity_type}) | ${cfg.min_hourly_usd():.2f}/h | "
-            f"${cfg.max_hourly_usd():.2f}/h |"
+            f"{gpu.instance_type} ({gpu.capacity_type}) | ${cfg.min_hourly_usd(table):.2f}/h | "
+            f"${cfg.max_hourly_usd(table):.2f}/h |"
         )
+    rows += ["", f"Prices: {table.label()}."]
     return "\n".join(rows)
 
 
