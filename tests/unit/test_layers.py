@@ -23,6 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "infra": {"domain"},
     "workloads": {"domain"},
     "loadtest": {"domain", "twin", "infra", "workloads"},
+    "policies": {"domain"},
 }
 """What each project package may import; everything may use ``domain``, nothing imports up."""
 
@@ -31,6 +32,7 @@ FOREIGN: dict[str, set[str]] = {
     "twin": {"pulumi", "pulumi_aws", "pulumi_kubernetes", "pulumi_random", "locust", "gevent"},
     "infra": {"locust", "gevent"},
     "workloads": {"locust", "gevent"},
+    "policies": {"locust", "gevent"},
 }
 """Third-party packages a layer must not need: the domain runs without Pulumi or Locust."""
 
