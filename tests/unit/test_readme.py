@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from domain.stack_config import StackConfig
 from infra import config_reference
+from policies import reference
 from tests.pulumi_mocks import ROOT
 from tests.unit.conftest import example
 
@@ -57,3 +58,15 @@ def test_every_stack_output_is_documented_and_every_documented_one_exists() -> N
     everything = platform | _documented_outputs("### Workload stack outputs")
     assert exported <= everything, "outputs missing from the README's output tables"
     assert platform <= exported, "README's Stack outputs table names outputs nobody exports"
+
+
+def test_policy_rule_table_is_generated_from_the_pack() -> None:
+    assert _block("policy-rules") == reference.rule_table(), (
+        "regenerate it: .venv/bin/python -m policies.reference, and paste it into README.md"
+    )
+
+
+def test_policy_config_table_is_generated_from_the_config_files() -> None:
+    assert _block("policy-configs") == reference.config_table(), (
+        "regenerate it: .venv/bin/python -m policies.reference, and paste it into README.md"
+    )
