@@ -19,6 +19,7 @@ import pytest
 
 from domain import topology
 from tests.policy_harness import (
+    Analyzer,
     EngineResource,
     check_program,
     describe,
@@ -371,3 +372,227 @@ def test_engine_resources_carry_the_explicit_provider_s_properties() -> None:
     assert isinstance(group.provider, EngineResource)
     assert group.provider.name == "platform-aws"
     assert "owner" in group.provider.props["defaultTags"]
+
+
+# ------------------------------------------------------------------------------------------------
+# a load-test stack, written in the shapes the load-test program registers
+
+
+LOADTEST = topology.LOADTEST_PROJECT
+RUN = "run-20261130-0712"
+RUN_TAGS = {
+    "owner": "platform-team",
+    "cost-center": "llm",
+    "project": LOADTEST,
+    "stack": RUN,
+    topology.RUN_ID_TAG: RUN,
+}
+NAMESPACE = f"lt-{RUN}"
+
+
+def _loadtest_stack() -> list[EngineResource]:
+    aws_provider = EngineResource(
+        "pulumi:providers:aws",
+        "loadtest-aws",
+        {"region": "us-east-1", "defaultTags": json.dumps({"tags": RUN_TAGS})},
+        LOADTEST,
+        RUN,
+    )
+    k8s_provider = EngineResource(
+        "pulumi:providers:kubernetes", "loadtest-k8s", {"kubeconfig": "{}"}, LOADTEST, RUN
+    )
+
+    def aws(type_: str, name: str, props: dict[str, Any]) -> EngineResource:
+        return EngineResource(type_, name, props, LOADTEST, RUN, aws_provider)
+
+    def k8s(type_: str, name: str, props: dict[str, Any]) -> EngineResource:
+        return EngineResource(type_, name, props, LOADTEST, RUN, k8s_provider)
+
+    locust = {
+        "name": "locust",
+        "image": "locustio/locust:2.43.1",
+        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
+    }
+
+    def job(role: str, parallelism: float) -> EngineResource:
+        return k8s(
+            "kubernetes:batch/v1:Job",
+            f"loadtest-job-locust-{role}",
+            {
+                "metadata": {"name": f"locust-{role}", "namespace": NAMESPACE},
+                "spec": {
+                    "parallelism": parallelism,
+                    "backoffLimit": 0.0,
+                    "activeDeadlineSeconds": 10800.0,
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "nodeSelector": {topology.ROLE_LABEL: topology.LOADGEN_ROLE},
+                            "containers": [{**locust, "args": [f"--{role}"]}],
+                        }
+                    },
+                },
+            },
+        )
+
+    return [
+        aws_provider,
+        k8s_provider,
+        aws(
+            "aws:ec2/launchTemplate:LaunchTemplate",
+            "loadtest-nodes",
+            {
+                "blockDeviceMappings": [
+                    {"deviceName": "/dev/xvda", "ebs": {"volumeSize": 50.0, "encrypted": "true"}}
+                ],
+                "metadataOptions": {"httpEndpoint": "enabled", "httpTokens": "required"},
+                "tagSpecifications": [
+                    {"resourceType": kind, "tags": RUN_TAGS}
+                    for kind in ("instance", "volume", "network-interface")
+                ],
+            },
+        ),
+        aws(
+            "aws:eks/nodeGroup:NodeGroup",
+            "loadtest-nodes",
+            {
+                "clusterName": "qwen-dev-dev",
+                "amiType": "AL2023_x86_64_STANDARD",
+                "instanceTypes": ["c6i.2xlarge"],
+                "capacityType": "SPOT",
+                "scalingConfig": {"minSize": 2.0, "maxSize": 2.0, "desiredSize": 2.0},
+                "launchTemplate": {"id": "lt-0abc", "version": "1"},
+                "labels": {topology.ROLE_LABEL: topology.LOADGEN_ROLE},
+                "taints": [
+                    {"key": topology.LOADGEN_TAINT_KEY, "value": "true", "effect": "NO_SCHEDULE"}
+                ],
+            },
+        ),
+        k8s(
+            "kubernetes:core/v1:Namespace",
+            "loadtest-namespace",
+            {
+                "metadata": {
+                    "name": NAMESPACE,
+                    "labels": {topology.ROLE_LABEL: topology.LOADTEST_ROLE},
+                    "annotations": {topology.EXPIRES_ANNOTATION: "2026-11-30T11:12:00Z"},
+                }
+            },
+        ),
+        job("master", 1.0),
+        job("worker", 4.0),
+        k8s(
+            "kubernetes:core/v1:Service",
+            "loadtest-service-locust-master",
+            {
+                "metadata": {"name": "locust-master", "namespace": NAMESPACE},
+                "spec": {"type": "ClusterIP", "ports": [{"port": 5557.0}, {"port": 8089.0}]},
+            },
+        ),
+        k8s(
+            "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+            "loadtest-networkpolicy-locust",
+            {
+                "metadata": {"name": "locust", "namespace": NAMESPACE},
+                "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+            },
+        ),
+    ]
+
+
+def _edit(
+    resources: list[EngineResource], type_: str, name: str, change: Change
+) -> list[EngineResource]:
+    edited = []
+    for resource in resources:
+        if resource.type == type_ and resource.name == name:
+            props = copy.deepcopy(dict(resource.props))
+            change(props)
+            edited.append(replace(resource, props=props))
+        else:
+            edited.append(resource)
+    return edited
+
+
+def test_a_well_formed_load_test_stack_passes() -> None:
+    violations = Analyzer().check(_loadtest_stack())
+    assert violations == [], describe(violations)
+
+
+JOB = "kubernetes:batch/v1:Job"
+UNTAGGED_RUN = [
+    {"resourceType": kind, "tags": {t: v for t, v in RUN_TAGS.items() if t != "run-id"}}
+    for kind in ("instance", "volume")
+]
+LOADTEST_MUTATIONS: dict[str, Mutation] = {
+    "master Job retries": Mutation(
+        JOB,
+        "loadtest-job-locust-master",
+        setting("spec", "backoffLimit", value=3.0),
+        {"loadtest-job-limits"},
+    ),
+    "worker Job has no deadline": Mutation(
+        JOB,
+        "loadtest-job-locust-worker",
+        dropping("spec", "activeDeadlineSeconds"),
+        {"loadtest-job-limits"},
+    ),
+    "namespace has no expiry": Mutation(
+        "kubernetes:core/v1:Namespace",
+        "loadtest-namespace",
+        dropping("metadata", "annotations"),
+        {"loadtest-namespace-expiry"},
+    ),
+    "master exposed by a LoadBalancer": Mutation(
+        "kubernetes:core/v1:Service",
+        "loadtest-service-locust-master",
+        setting("spec", "type", value="LoadBalancer"),
+        {"loadtest-no-load-balancer"},
+    ),
+    "no NetworkPolicy for the Locust pods": Mutation(
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+        "loadtest-networkpolicy-locust",
+        setting("metadata", "namespace", value="elsewhere"),
+        {"k8s-namespace-network-policy"},
+    ),
+    "launch template tags lack the run id": Mutation(
+        LAUNCH_TEMPLATE,
+        "loadtest-nodes",
+        setting("tagSpecifications", value=UNTAGGED_RUN),
+        {"launch-template-tags"},
+    ),
+    "load generators without their taint": Mutation(
+        NODE_GROUP, "loadtest-nodes", dropping("taints"), {"loadgen-taint"}
+    ),
+    "load generators on demand": Mutation(
+        NODE_GROUP, "loadtest-nodes", setting("capacityType", value="ON_DEMAND"), set()
+    ),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(LOADTEST_MUTATIONS))
+def test_each_load_test_mutation_fails_exactly_its_rule(mutation: str) -> None:
+    m = LOADTEST_MUTATIONS[mutation]
+    violations = Analyzer().check(_edit(_loadtest_stack(), m.type, m.name, m.change))
+    assert fired(violations) == m.rules, describe(violations)
+
+
+def test_on_demand_load_generators_are_advised_to_use_spot() -> None:
+    m = LOADTEST_MUTATIONS["load generators on demand"]
+    violations = Analyzer().check(_edit(_loadtest_stack(), m.type, m.name, m.change))
+    assert fired(violations, "advisory") == {"loadgen-spot"}
+
+
+def test_protected_or_run_id_less_load_test_resources_are_refused() -> None:
+    resources = _loadtest_stack()
+    protected = [replace(r, protect=True) if r.type == JOB else r for r in resources]
+    assert fired(Analyzer().check(protected)) == {"loadtest-no-protect"}
+    provider = resources[0]
+    tags = {**RUN_TAGS, topology.RUN_ID_TAG: ""}
+    untagged = replace(
+        provider, props={**provider.props, "defaultTags": json.dumps({"tags": tags})}
+    )
+    rebound = [replace(r, provider=untagged) if r.provider == provider else r for r in resources]
+    violations = Analyzer().check(rebound)
+    assert fired(violations) == {"cost-tags"}, describe(violations)
+    assert len(violations) == 2, "the launch template and the node group take tags"
