@@ -172,11 +172,6 @@ def labels(props: Mapping[str, Any]) -> Mapping[str, Any]:
     return mapping(props.get("labels"))
 
 
-def pod_spec_paths(kind_type: str) -> tuple[str, ...] | None:
-    """Where the pod spec sits in a workload of this Kubernetes type; None for other types."""
-    return POD_SPEC_PATHS.get(kind_type)
-
-
 POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
     "kubernetes:core/v1:Pod": ("spec",),
     "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
@@ -193,7 +188,7 @@ CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 
 def containers(resource: Resource) -> Iterator[Mapping[str, Any]]:
     """Every container of a workload (init, regular and ephemeral); none for other types."""
-    path = pod_spec_paths(resource.type)
+    path = POD_SPEC_PATHS.get(resource.type)
     if path is None:
         return
     spec = resource.get(*path)
