@@ -1,10 +1,12 @@
-"""The example stacks, as registered under mocks, pass the pack; targeted mutations fail it.
+"""The real programs, as registered under mocks, pass the pack; targeted mutations fail it.
 
-``PROGRAMS`` lists every program the pack must accept as it is: each entry is a function that
-registers the program's resources under mocks, the project it runs as and the stack config the
-engine would pass. A new program (the ephemeral load-test stack) is one more line there.
-Each mutation changes one thing a reviewer could get wrong in the registered resources of a real
-example stack and must make exactly the expected rule(s) fire.
+``PROGRAMS`` lists every program the pack must accept as it is (the example platform stacks and
+the ephemeral load-test stack): each entry is a function that registers the program's resources
+under mocks, the project it runs as and the stack config the engine would pass; a new program
+is one more line there. Each mutation changes one thing a reviewer could get wrong in the
+registered resources of a real program and must make exactly the expected rule(s) fire. A
+synthetic load-test stack, written by hand in the engine's shapes, covers the load-test rules
+independently of the program.
 """
 
 from __future__ import annotations
@@ -13,11 +15,16 @@ import copy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cache
 from typing import Any
 
+import pulumi
 import pytest
 
 from domain import topology
+from loadtest.cloud.spec import LoadGenOptions
+from loadtest.cloud.stack import program as loadtest_program
+from tests.loadtest_specs import LOCK, WHEEL, spec
 from tests.policy_harness import (
     Analyzer,
     EngineResource,
@@ -29,7 +36,7 @@ from tests.policy_harness import (
     mandatory,
     read_config,
 )
-from tests.pulumi_mocks import Program, stack_config
+from tests.pulumi_mocks import Program, run_function, stack_config
 from tests.unit.conftest import example
 
 PLATFORM = "qwen-stress"
@@ -45,11 +52,33 @@ class Registered:
     config: Callable[[], dict[str, Any]]
 
 
+@cache
+def load_test(code: str = "image", nodes: str = "new") -> Program:
+    """The ephemeral load-test stack's program (``loadtest/cloud/stack.py``) under mocks."""
+    # The system nodes carry two workers: a plan small enough for them when they are used.
+    run = spec(
+        peak_users=100 if nodes == "existing" else 400,
+        code=WHEEL if code == "wheel" else None,
+        loadgen=LoadGenOptions(nodes=nodes),
+    )
+    return run_function(loadtest_program(run, lock=LOCK), stack=run.run_id)
+
+
+LOADTEST_STACK = "20260101-120000-capacity"
+
 PROGRAMS: dict[str, Registered] = {
     "dev": Registered(lambda: example("dev"), PLATFORM, "dev", lambda: stack_config("dev")),
     "a10g": Registered(lambda: example("a10g"), PLATFORM, "a10g", lambda: stack_config("a10g")),
+    "load test, image": Registered(load_test, topology.LOADTEST_PROJECT, LOADTEST_STACK, dict),
+    "load test, wheel": Registered(
+        lambda: load_test("wheel"), topology.LOADTEST_PROJECT, LOADTEST_STACK, dict
+    ),
+    "load test, system nodes": Registered(
+        lambda: load_test(nodes="existing"), topology.LOADTEST_PROJECT, LOADTEST_STACK, dict
+    ),
 }
-"""Every program the pack must pass; add the load-test program here when it lands."""
+"""Every program the pack must pass: the example platform stacks and the load-test stack."""
+PLATFORM_PROGRAMS = ("dev", "a10g")
 
 
 def run(
@@ -307,12 +336,71 @@ MUTATIONS: dict[str, Mutation] = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(PROGRAMS))
+@pytest.mark.parametrize("name", PLATFORM_PROGRAMS)
 @pytest.mark.parametrize("mutation", sorted(MUTATIONS))
 def test_each_mutation_fails_exactly_its_rule(name: str, mutation: str) -> None:
     registered, m = PROGRAMS[name], MUTATIONS[mutation]
     violations = run(registered, mutate(registered.program(), m.type, m.name, m.change))
     assert fired(violations) == m.rules, describe(violations)
+
+
+def _run_tags_without_run_id(inputs: dict[str, Any]) -> None:
+    tags = json.loads(inputs["defaultTags"])
+    del tags["tags"][topology.RUN_ID_TAG]
+    inputs["defaultTags"] = json.dumps(tags)
+
+
+LOAD_TEST_PROGRAM_MUTATIONS: dict[str, Mutation] = {
+    "master Job retries": Mutation(
+        "kubernetes:batch/v1:Job",
+        "loadtest-job-locust-master",
+        setting("spec", "backoffLimit", value=1.0),
+        {"loadtest-job-limits"},
+    ),
+    "worker Job has no deadline": Mutation(
+        "kubernetes:batch/v1:Job",
+        "loadtest-job-locust-worker",
+        dropping("spec", "activeDeadlineSeconds"),
+        {"loadtest-job-limits"},
+    ),
+    "namespace without its expiry": Mutation(
+        "kubernetes:core/v1:Namespace",
+        "loadtest-namespace",
+        dropping("metadata", "annotations"),
+        {"loadtest-namespace-expiry"},
+    ),
+    "master behind a LoadBalancer": Mutation(
+        "kubernetes:core/v1:Service",
+        "loadtest-service-locust-master",
+        setting("spec", "type", value="LoadBalancer"),
+        {"loadtest-no-load-balancer"},
+    ),
+    "load generators without their taint": Mutation(
+        NODE_GROUP, "loadtest-nodes", dropping("taints"), {"loadgen-taint"}
+    ),
+    "provider default tags without the run id": Mutation(
+        "pulumi:providers:aws", "loadtest-aws", _run_tags_without_run_id, {"cost-tags"}
+    ),
+    "launch template tags nothing it launches": Mutation(
+        LAUNCH_TEMPLATE, "loadtest-nodes", dropping("tagSpecifications"), {"launch-template-tags"}
+    ),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(LOAD_TEST_PROGRAM_MUTATIONS))
+def test_each_mutation_of_the_load_test_program_fails_exactly_its_rule(mutation: str) -> None:
+    registered, m = PROGRAMS["load test, image"], LOAD_TEST_PROGRAM_MUTATIONS[mutation]
+    violations = run(registered, mutate(registered.program(), m.type, m.name, m.change))
+    assert fired(violations) == m.rules, describe(violations)
+
+
+def test_a_protected_resource_in_the_load_test_program_fails_the_no_protect_rule() -> None:
+    registered = PROGRAMS["load test, image"]
+    program = registered.program()
+    key = ("kubernetes:core/v1:Namespace", "loadtest-namespace")
+    options = {**program.options, key: pulumi.ResourceOptions(protect=True)}
+    violations = run(registered, replace(program, options=options))
+    assert fired(violations) == {"loadtest-no-protect"}, describe(violations)
 
 
 def test_a_missing_network_policy_fails_the_stack_rule() -> None:

@@ -35,7 +35,7 @@ from tests.workflows import (
 
 BIN = Path(sys.executable).parent
 PR_NUMBER = "${{ github.event.pull_request.number }}"
-WORKFLOWS = {"ci", "preview", "preview-destroy", "reap", "cloud-load-test"}
+WORKFLOWS = {"ci", "preview", "preview-destroy", "reap", "cloud-load-test", "release-image"}
 
 
 def test_the_expected_workflows_exist() -> None:
@@ -70,8 +70,9 @@ WRITES: dict[str, dict[str, set[str]]] = {
     "preview-destroy": {"destroy": {"id-token"}},
     "reap": {"reap": {"id-token"}},
     "cloud-load-test": {"load-test": {"id-token"}},
+    "release-image": {"image": {"packages"}},
 }
-"""The only scopes each job may write: an OIDC token, and the preview's one comment."""
+"""The only scopes each job may write: an OIDC token, the preview's one comment, the image."""
 
 
 @pytest.mark.parametrize("name", sorted(WORKFLOWS))
@@ -111,7 +112,7 @@ def test_no_run_script_sees_a_secret() -> None:
 
 def test_aws_credentials_come_from_an_oidc_role_never_from_keys() -> None:
     configured = action_steps(None, "aws-actions/configure-aws-credentials")
-    assert {s.workflow for s in configured} == WORKFLOWS - {"ci"}
+    assert {s.workflow for s in configured} == WORKFLOWS - {"ci", "release-image"}
     for step in configured:
         assert step.inputs["role-to-assume"].startswith("${{ vars.AWS_"), step
         assert not {"aws-access-key-id", "aws-secret-access-key"} & set(step.inputs)
