@@ -24,6 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "workloads": {"domain"},
     "costs": {"domain"},
     "loadtest": {"domain", "twin", "infra", "workloads", "costs"},
+    "policies": {"domain"},
 }
 """What each project package may import; everything may use ``domain``, nothing imports up."""
 
@@ -33,6 +34,7 @@ FOREIGN: dict[str, set[str]] = {
     "infra": {"locust", "gevent"},
     "workloads": {"locust", "gevent"},
     "costs": {"pulumi", "pulumi_aws", "pulumi_kubernetes", "pulumi_random", "locust", "gevent"},
+    "policies": {"locust", "gevent"},
 }
 """Third-party packages a layer must not need: the domain runs without Pulumi or Locust."""
 

@@ -11,6 +11,7 @@ from domain.autoscaling import FALLBACK_AFTER_FAILURES, FALLBACK_FAILURE_THRESHO
 from domain.stack_config import StackConfig
 from domain.vllm_args import API_KEY_GUARDED_PREFIXES
 from infra import config_reference
+from policies import reference
 from tests.pulumi_mocks import ROOT
 from tests.unit.conftest import example
 from twin.emulator.http_protocol import HttpLimits
@@ -102,3 +103,15 @@ def test_the_emulator_limits_in_the_readme_are_the_code_defaults() -> None:
     assert f"within {limits.read_timeout_s:g} s of its first byte" in section
     low, high = TIME_SCALES
     assert f"S is {low:g} to {high:g}." in README
+
+
+def test_policy_rule_table_is_generated_from_the_pack() -> None:
+    assert _block("policy-rules") == reference.rule_table(), (
+        "regenerate it: .venv/bin/python -m policies.reference, and paste it into README.md"
+    )
+
+
+def test_policy_config_table_is_generated_from_the_config_files() -> None:
+    assert _block("policy-configs") == reference.config_table(), (
+        "regenerate it: .venv/bin/python -m policies.reference, and paste it into README.md"
+    )
