@@ -15,7 +15,7 @@ from typing import Any
 import pulumi
 from pydantic import ValidationError
 
-from domain import catalog, topology, versions
+from domain import catalog, prices, topology, versions
 from domain.stack_config import NAMESPACE, BudgetConfig
 from policies.resources import Resource, has_taint, items, labels, mapping, number
 from policies.rule import ADVISORY, Config, Setting, resource_policy
@@ -177,6 +177,12 @@ def stack_budget() -> float | None:
         return None  # the program's own config check names a malformed budget
 
 
+def stack_region() -> str:
+    """The stack's ``aws:region`` (the engine passes stack config), for its price table."""
+    region: Any = pulumi.runtime.get_config("aws:region")
+    return region if isinstance(region, str) and region else prices.BUNDLED_REGION
+
+
 def budget(config: Config) -> tuple[float, str]:
     """The budget in force and where it comes from (the lower of stack and policy config)."""
     ceiling = float(config[MAX_HOURLY_USD.key])
@@ -194,26 +200,23 @@ def _budget(resource: Resource, config: Config) -> Iterator[str]:
         yield f"{resource.name}: set scalingConfig.maxSize so the GPU group's cost has a ceiling"
         return
     capacity = _capacity(resource)
-    prices: dict[str, float] = {}
+    table = prices.current(stack_region())
+    hourly: dict[str, float] = {}
     for instance_type in instance_types(resource):
-        spec = _known(instance_type)
-        if spec is None:
-            yield (
-                f"{resource.name}: no price for {instance_type} in the catalog "
-                "(domain/data/instances-us-east-1.csv), so its cost cannot be checked; add it "
-                "there with its source, or use a catalogued type"
-            )
+        try:
+            hourly[instance_type] = table.node_hour_usd(instance_type, capacity)
+        except prices.PriceTableError as err:
+            yield f"{resource.name}: no price for {instance_type}, so no cost check: {err}"
             return
-        prices[instance_type] = spec.hourly_usd(capacity)
-    dearest = max(prices, key=lambda t: prices[t])
-    cost = nodes * prices[dearest]
+    dearest = max(hourly, key=lambda t: hourly[t])
+    cost = nodes * hourly[dearest]
     limit, source = budget(config)
     if cost > limit:
-        fitting = math.floor(limit / prices[dearest])
+        fitting = math.floor(limit / hourly[dearest])
         smaller = f"lower maxSize to {fitting}, " if fitting >= 1 else ""
         yield (
             f"{resource.name}: at maxSize {nodes:g} x {dearest} ({capacity}, "
-            f"${prices[dearest]:.3f}/h) the GPU nodes cost ${cost:.2f}/h, above ${limit:.2f}/h "
+            f"${hourly[dearest]:.3f}/h) the GPU nodes cost ${cost:.2f}/h, above ${limit:.2f}/h "
             f"({source}); {smaller}use a cheaper type or SPOT capacity, or raise the budget"
         )
 
