@@ -113,6 +113,17 @@ def test_an_idle_engine_admits_a_request_at_once_even_with_async_scheduling() ->
     assert plan is not None and len(plan.scheduled) == 1
 
 
+def test_an_idle_engine_asked_to_plan_before_its_request_arrived_starts_when_it_arrives() -> None:
+    # The real-time driver plans in modelled time, which may trail the clock by a few ms: a
+    # request handed over in between used to leave the engine with work and nothing to schedule.
+    engine = _engine(NO_HOST)
+    engine.add(Sequence(prompt_tokens=16, max_output_tokens=2, arrival=0.97), now=1.0)
+    plan = engine.schedule(0.99)
+    assert plan is not None
+    assert plan.started == 1.0
+    assert plan.scheduled[0][0].first_scheduled == 1.0
+
+
 def test_queue_time_counts_from_when_the_engine_got_the_request() -> None:
     metrics = ReplicaMetrics(MODEL.name)
     seq = Sequence(prompt_tokens=16, max_output_tokens=1, arrival=1.0)

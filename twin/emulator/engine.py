@@ -251,7 +251,13 @@ class Engine:
         self.waiting.appendleft(seq)
 
     def schedule(self, now: float) -> StepPlan | None:
-        """Plan the next step, or None when there is nothing to run."""
+        """Plan the next step, or None when there is nothing to run.
+
+        An idle engine's step cannot start before its first waiting request reached it, so it
+        starts at that time if ``now`` is earlier (a real-time caller a little behind the clock).
+        """
+        if not self.running and self.waiting and self.waiting[0].queued_at is not None:
+            now = max(now, self.waiting[0].queued_at)
         budget = self.limits.max_num_batched_tokens
         scheduled: list[tuple[Sequence, int]] = []
         preempted = 0
