@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -35,6 +34,7 @@ from domain.durations import parse_duration
 from domain.fit import FitError, FitResult, check_fit
 from domain.model_config import ModelConfig
 from domain.validation import check_order, error_lines
+from domain.yaml_input import YamlInputError, read_yaml_file
 
 NAMESPACE = "qwen-stress"
 SECRET_KEYS = ("apiKey", "hfToken")
@@ -442,15 +442,29 @@ def load_stack_file(path: Path) -> StackConfig:
     """Read a ``Pulumi.<stack>.yaml`` file directly, for local rehearsals of that stack.
 
     Encrypted values (``secure:``) cannot be read without the Pulumi CLI and are left unset:
-    the local target generates its own API key.
+    the local target generates its own API key. Every error names the file: a rehearsal may be
+    pointed at any file, and an error about settings alone would not say which one.
     """
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"cannot read stack file {path}: {err}") from None
+        document = read_yaml_file(path, "stack file")
+    except YamlInputError as err:
+        raise ConfigError(str(err)) from None
+    if document is None:
+        raise ConfigError(
+            f"stack file {path} is empty; it needs a 'config:' mapping of qwen-stress:* "
+            "settings (see Pulumi.dev.yaml)"
+        )
+    if not isinstance(document, dict):
+        raise ConfigError(
+            f"stack file {path} holds a {type(document).__name__}, not a mapping with a "
+            "'config:' key (see Pulumi.dev.yaml)"
+        )
     values = document.get("config") or {}
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: 'config' must be a mapping of keys to values")
     plain = {k: v for k, v in values.items() if not (isinstance(v, dict) and "secure" in v)}
     region = plain.get("aws:region")
-    return parse(plain, region=region if isinstance(region, str) else None)
+    try:
+        return parse(plain, region=region if isinstance(region, str) else None)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None

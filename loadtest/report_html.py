@@ -195,6 +195,8 @@ def _figures(
         ("nodes", lambda s: s.nodes),
     ]
     shown = counts * (not scaled) + [("queue", lambda s: s.queue), ("running", lambda s: s.running)]
+    # --url without --prometheus: one pod's gauges, drawn under their own names.
+    shown += [("pod_queue", lambda s: s.pod_queue), ("pod_running", lambda s: s.pod_running)]
     drawn = [(name, line(read)) for name, read in shown]
     fleet_lines = [(name, values) for name, values in drawn if any(v is not None for v in values)]
     if fleet_lines:
@@ -205,8 +207,14 @@ def _figures(
         kv_lines = [
             (f"KV {name}", [(s.kv_usage_by_replica or {}).get(name) for s in timeline])
             for name in by_replica
-        ] or [("KV cache usage", line(lambda s: s.kv_usage))]
-        if any(v is not None for _, values in kv_lines for v in values):
+        ] or [
+            ("KV cache usage", line(lambda s: s.kv_usage)),
+            ("KV cache usage (one pod)", line(lambda s: s.pod_kv_usage)),
+        ]
+        kv_lines = [
+            (name, values) for name, values in kv_lines if any(v is not None for v in values)
+        ]
+        if kv_lines:
             for name, values in kv_lines:
                 fleet.add_trace(
                     go.Scatter(x=t, y=values, name=name, line={"dash": "dot"}), secondary_y=True

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -19,9 +20,17 @@ from domain.vllm_args import API_KEY_ENV
 from loadtest import plans, run_files, slo, workload
 from loadtest.run_spec import RunSpec
 from loadtest.schema import LOCAL_TIME_SCALE, AutoscalingInfo, OptionsError, RunOptions, Summary
-from loadtest.targets import FleetTarget, Target, TargetError, UrlTarget, list_models
+from loadtest.targets import (
+    POD_METRICS_NOTE,
+    FleetTarget,
+    Target,
+    TargetError,
+    UrlTarget,
+    list_models,
+)
 
 if TYPE_CHECKING:  # the runner imports Locust: loaded only once a run starts
+    from loadtest.cluster_target import ClusterTarget
     from loadtest.local_runner import RunOutcome
 
 EXIT_SLO_FAILED = 1
@@ -101,7 +110,8 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
     config: Annotated[
         Path | None,
         typer.Option(
-            help="Pulumi.<stack>.yaml to rehearse locally: model, GPU, node group, autoscaling."
+            help="Pulumi.<stack>.yaml to rehearse locally: model, GPU, node group, autoscaling "
+            "(with --url and --prometheus: the stack whose cluster is read)."
         ),
     ] = None,
     plan: Annotated[
@@ -172,6 +182,13 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
     out: Annotated[
         Path | None, typer.Option(help="Run directory to create (default runs/<timestamp>-<plan>).")
     ] = None,
+    prometheus: Annotated[
+        str | None,
+        typer.Option(
+            help="With --url and --config: Prometheus of the stack's cluster; the timeline gets "
+            "its replicas, nodes, queue and GPU-hours (else only one pod's /metrics)."
+        ),
+    ] = None,
 ) -> None:
     """Run a load plan with distributed Locust and write the run directory and reports."""
     try:
@@ -200,10 +217,13 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
             fail_on_slo=fail_on_slo,
             max_inflight=max_inflight,
             out=out,
+            prometheus=prometheus,
         )
         spec = _spec(options)
     except (OptionsError, UsageError, workload.WorkloadError, plans.PlanError, TargetError) as err:
         raise _fail(str(err)) from None
+    if isinstance(spec.target, UrlTarget):
+        typer.secho(f"note: {POD_METRICS_NOTE}", fg=typer.colors.YELLOW, err=True)
     summary, outcome = _execute(spec)
     if outcome.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -259,6 +279,11 @@ def _spec(options: RunOptions) -> RunSpec:
         model_name = target.model
     else:
         target = UrlTarget(options.url)
+        if options.prometheus is not None:
+            assert options.config is not None  # RunOptions asks for it with --prometheus
+            cluster = _cluster_target(target, options.prometheus, options.config)
+            model_name = model_name or cluster.queries.served_name
+            target = cluster
         if mix.endpoint != "generate":
             model_name = _check_endpoint(target.base_url, key_env, model_name)
     return RunSpec(
@@ -276,6 +301,22 @@ def _spec(options: RunOptions) -> RunSpec:
         max_inflight=options.max_inflight,
         command=sys.argv[1:],
     )
+
+
+def _cluster_target(base: Target, prometheus: str, config: Path) -> ClusterTarget:
+    """The endpoint, with its fleet read from the stack's Prometheus; checked once now."""
+    from domain.stack_config import ConfigError, load_stack_file  # noqa: PLC0415
+    from loadtest.cluster_target import ClusterTarget, PrometheusError  # noqa: PLC0415
+
+    try:
+        target = ClusterTarget.for_stack(base, prometheus, load_stack_file(config))
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    try:
+        target.prometheus.query(target.queries.instant["ready_replicas"], time.time())
+    except PrometheusError as err:
+        raise UsageError(f"--prometheus {prometheus}: {err}") from None
+    return target
 
 
 def _check_endpoint(base_url: str, key_env: str | None, model: str | None) -> str | None:

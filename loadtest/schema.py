@@ -158,6 +158,7 @@ class RunOptions(BaseModel):
     fail_on_slo: bool = False
     max_inflight: int = Field(default=1000, ge=1)
     out: Path | None = None
+    prometheus: str | None = None
 
     @field_validator("plan")
     @classmethod
@@ -178,8 +179,21 @@ class RunOptions(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> RunOptions:
-        if self.url is not None and (self.gpu or self.config):
-            raise _usage("--gpu and --config describe the local target; drop them with --url")
+        if self.prometheus is not None and self.url is None:
+            raise _usage(
+                "--prometheus reads a cluster's Prometheus: use it with --url (the local twin "
+                "reports its fleet itself)"
+            )
+        if self.prometheus is not None and self.config is None:
+            raise _usage(
+                "--prometheus needs --config Pulumi.<stack>.yaml: the stack's model, GPU "
+                "instance and autoscaling settings say what to query and how to read it"
+            )
+        if self.url is not None and (self.gpu or (self.config and self.prometheus is None)):
+            raise _usage(
+                "--gpu and --config describe the local target; drop them with --url (--config "
+                "goes with --prometheus, to name the stack whose cluster it reads)"
+            )
         name = self.plan_name
         given = {"--users": self.users, "--duration": self.duration, "--rate": self.rate}
         for option, readers in _PLANS_OF.items():
@@ -333,6 +347,8 @@ class UrlTargetInfo(TargetBase):
 
     kind: Literal["url"] = "url"
     url: str
+    metrics: str | None = None
+    """What its ``pod_*`` timeline fields are (one pod's, not the fleet's)."""
 
 
 class FleetTargetInfo(TargetBase):
@@ -347,6 +363,24 @@ class FleetTargetInfo(TargetBase):
     gpus_per_replica: int
     time_scale: float
     autoscaling: AutoscalingInfo
+
+
+class FleetMetricsInfo(FileModel):
+    """Where a cluster target's fleet fields come from: the PromQL sent for each."""
+
+    source: str = "prometheus"
+    url: str
+    queries: dict[str, str]
+    """Timeline field -> expression (``{window_ms}``: the run's age, in the hours' windows)."""
+
+
+class ClusterTargetInfo(TargetBase):
+    """An endpoint whose fleet is read from its cluster's Prometheus (``--prometheus``)."""
+
+    kind: Literal["cluster"] = "cluster"
+    url: str
+    model: str
+    fleet_metrics: FleetMetricsInfo
 
 
 class OtherTarget(TargetBase):
@@ -384,6 +418,7 @@ def _target_tag(value: Any) -> str:
 TargetInfo = Annotated[
     Annotated[UrlTargetInfo, Tag("url")]
     | Annotated[FleetTargetInfo, Tag("fleet")]
+    | Annotated[ClusterTargetInfo, Tag("cluster")]
     | Annotated[OtherTarget, Tag("other")],
     Discriminator(_target_tag),
 ]
@@ -426,6 +461,10 @@ class TargetMetrics(FileModel):
     replica_hours: float | None = None
     target_cpu: float | None = None
     """Share of one core the local target used (a busy target emits tokens late)."""
+    pod_queue: float | None = None
+    """``--url`` without Prometheus: requests waiting in whichever pod answered ``/metrics``."""
+    pod_running: float | None = None
+    pod_kv_usage: float | None = None
     target_poll_error: str | None = None
 
 
@@ -527,6 +566,72 @@ class Finished(EventBase):
     stop_reason: str
 
 
+class StackEvent(EventBase):
+    """Something that happened to a cloud run's load-test stack (``loadtest.cloud``)."""
+
+    stack: str
+    at: float | None = None
+    """Unix time (the stack lives before and after the run's own clock starts)."""
+
+
+class StackCreating(StackEvent):
+    """The journal entry is written; the stack is about to be created."""
+
+    kind: Literal["stack_creating"] = "stack_creating"
+    project: str
+    platform_stack: str
+    expires_at: float
+
+
+class StackUp(StackEvent):
+    """``pulumi up`` finished: how long it took and which outputs it gave (names only)."""
+
+    kind: Literal["stack_up"] = "stack_up"
+    project: str
+    up_s: float
+    outputs: list[str] = Field(default_factory=list)
+
+
+class StackError(StackEvent):
+    """Creating the stack, or the run on it, failed (the destroy follows)."""
+
+    kind: Literal["stack_error"] = "stack_error"
+    phase: str
+    error: str
+
+
+class FollowFailed(EventBase):
+    """Following the run in the cluster failed; ``master_lost``: the master is gone for good."""
+
+    kind: Literal["follow_failed"] = "follow_failed"
+    master_lost: bool
+    error: str
+    at: float | None = None
+
+
+class StackDestroyed(StackEvent):
+    """The stack is destroyed and removed: how long it lived and, when known, what it cost."""
+
+    kind: Literal["stack_destroyed"] = "stack_destroyed"
+    lifetime_s: float
+    destroy_s: float
+    attempts: int
+    pending_creates_dropped: list[str] = Field(default_factory=list)
+    """URNs whose create never finished: they may exist in AWS (their ``run-id`` tag finds them)."""
+    usd: float | None = None
+    hourly_usd: float | None = None
+
+
+class StackDestroyFailed(StackEvent):
+    """The stack could not be destroyed: it may still cost; ``command`` finishes the job."""
+
+    kind: Literal["stack_destroy_failed"] = "stack_destroy_failed"
+    attempts: int
+    error: str
+    command: str
+    lifetime_s: float
+
+
 class OtherEvent(EventBase):
     """A kind this version does not know (e.g. a newer runner's); kept with all its fields."""
 
@@ -544,6 +649,12 @@ RunEvent = Annotated[
     | Annotated[WorkersReady, Tag("workers_ready")]
     | Annotated[WorkerLost, Tag("worker_lost")]
     | Annotated[Finished, Tag("finished")]
+    | Annotated[StackCreating, Tag("stack_creating")]
+    | Annotated[StackUp, Tag("stack_up")]
+    | Annotated[StackError, Tag("stack_error")]
+    | Annotated[FollowFailed, Tag("follow_failed")]
+    | Annotated[StackDestroyed, Tag("stack_destroyed")]
+    | Annotated[StackDestroyFailed, Tag("stack_destroy_failed")]
     | Annotated[OtherEvent, Tag("other")],
     Discriminator(_event_tag),
 ]

@@ -143,6 +143,12 @@ def api_base(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
+POD_METRICS_NOTE = (
+    "pod_queue, pod_running and pod_kv_usage come from /metrics of whichever pod answered, not "
+    "the fleet; pass --prometheus (with --config) for replicas, nodes and fleet totals"
+)
+
+
 class UrlTarget(Target):
     """An OpenAI-compatible endpoint someone else runs (``--url``)."""
 
@@ -151,9 +157,22 @@ class UrlTarget(Target):
         self.description = self.base_url
         self._metrics = PrometheusPoller(self.base_url + "/metrics")
 
+    def info(self) -> TargetBase:
+        """The URL, and what its metrics are: one pod's, not the fleet's."""
+        return UrlTargetInfo(
+            url=self.base_url, description=self.description, metrics=POD_METRICS_NOTE
+        )
+
     def poll(self) -> TargetMetrics:
-        """Scrape ``/metrics`` on the API port (vLLM serves it there); others report nothing."""
-        return self._metrics.poll()
+        """One pod's queue, batch and KV usage from ``/metrics`` on the API port (vLLM's).
+
+        Behind a Service that is whichever pod answered, not the fleet: the fields say
+        ``pod_`` so no chart or figure takes them for fleet totals (``--prometheus`` reads those).
+        """
+        scraped = self._metrics.poll()
+        return TargetMetrics(
+            pod_queue=scraped.queue, pod_running=scraped.running, pod_kv_usage=scraped.kv_usage
+        )
 
 
 def list_models(base_url: str, api_key: str | None) -> tuple[int, list[str]]:

@@ -38,7 +38,7 @@ from workloads import keda
 if TYPE_CHECKING:
     from domain.stack_config import StackConfig
 
-NAME = "vllm"
+NAME = topology.VLLM_DEPLOYMENT
 """Name of the Deployment, Service and friends: the Service's DNS name is fixed by it."""
 HTTP_PORT_NAME = "http"
 
@@ -260,6 +260,10 @@ class VllmService(pulumi.ComponentResource):
             opts=in_ns,
         )
 
+        # vLLM's API key guards only /v1, /v2, /inference and /cohere (API_KEY_GUARDED_PREFIXES):
+        # /invocations runs the same inference without it, /pause and /abort_requests stop the
+        # service. This policy is what keeps everyone else off the port: load-test namespaces,
+        # the Prometheus server (not the rest of monitoring) and the vLLM pods themselves.
         policy_spec: Body = {
             "podSelector": {"matchLabels": labels},
             "policyTypes": ["Ingress"],
@@ -276,7 +280,8 @@ class VllmService(pulumi.ComponentResource):
                                 "matchLabels": {
                                     "kubernetes.io/metadata.name": topology.MONITORING_NAMESPACE
                                 }
-                            }
+                            },
+                            "podSelector": {"matchLabels": dict(topology.PROMETHEUS_POD_LABELS)},
                         },
                         {"podSelector": {}},
                     ],

@@ -35,6 +35,7 @@ EXCLUDED = {
     "httptools": "same",
     "uvloop": "same",
     "plotly": "reports are rendered at home from the run directory",
+    "kubernetes": "the CLI's pre-flight and port-forwards; no pod calls the Kubernetes API",
 }
 """Runtime dependencies of the CLI that no pod imports, and why (the lock stays small)."""
 

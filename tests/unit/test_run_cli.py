@@ -278,3 +278,19 @@ def test_credentials_in_the_url_are_refused_without_being_echoed() -> None:
     assert code == 2
     assert "--url: put no credentials in the URL (api.example.com)" in " ".join(output.split())
     assert "sk-in-url-91" not in output
+
+
+def test_prometheus_is_for_a_url_run_of_a_named_stack() -> None:
+    from loadtest.targets import free_port  # noqa: PLC0415
+
+    prometheus = f"http://127.0.0.1:{free_port()}"
+    stack = str(Path(__file__).parents[2] / "Pulumi.dev.yaml")
+    code, output = run("--prometheus", prometheus, "--users", "1", "--duration", "1s")
+    assert code == 2 and "--prometheus reads a cluster's Prometheus: use it with --url" in output
+    code, output = run(*URL, "--prometheus", prometheus)
+    assert code == 2 and "--prometheus needs --config Pulumi.<stack>.yaml" in output
+    code, output = run(*URL, "--config", stack)
+    assert code == 2 and "--config goes with --prometheus" in " ".join(output.split())
+    code, output = run(*URL, "--prometheus", prometheus, "--config", stack)
+    assert code == 2 and f"--prometheus {prometheus}: Prometheus at" in output
+    assert "did not answer" in output

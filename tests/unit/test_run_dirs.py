@@ -94,7 +94,7 @@ def newer(tmp_path: Path) -> Path:
     }
     (run / run_files.CONFIG).write_text(json.dumps(config))
     with (run / run_files.EVENTS).open("a") as f:
-        f.write('{"t": 14.0, "kind": "stack_destroyed", "stack": "loadgen-7", "seconds": 95}\n')
+        f.write('{"t": 14.0, "kind": "node_reclaimed", "node": "loadgen-7", "seconds": 95}\n')
     lines = (run / run_files.TIMELINE).read_text().splitlines()
     with (run / run_files.TIMELINE).open("w") as f:
         f.writelines(json.dumps({**json.loads(x), "spot_interruptions": 0}) + "\n" for x in lines)
@@ -120,7 +120,7 @@ def test_a_newer_schema_is_read_for_what_this_version_knows(tmp_path: Path) -> N
     assert s.cost.usd is None and s.autoscaling is None
     # what does not depend on the target is all there
     assert contains(json.loads(s.model_dump_json(by_alias=True))["steps"], old["steps"]) == []
-    assert [e.kind for e in s.events if isinstance(e, OtherEvent)] == ["stack_destroyed"]
+    assert [e.kind for e in s.events if isinstance(e, OtherEvent)] == ["node_reclaimed"]
     assert "Estimated GPU cost" not in (run / run_files.REPORT_MD).read_text()
 
 

@@ -23,6 +23,8 @@ from loadtest.schema import (
     RunConfig,
     RunEvent,
     RunOptions,
+    StackDestroyed,
+    StackUp,
     StepStart,
     Summary,
     TargetInfo,
@@ -103,10 +105,21 @@ def test_events_round_trip_and_unknown_kinds_keep_their_fields() -> None:
     ]
     for event in events:
         assert EVENTS.validate_json(EVENTS.dump_json(event)) == event
-    line = '{"t": 0.5, "kind": "stack_up", "stack": "loadgen-1", "resources": 12}'
+    line = '{"t": 0.5, "kind": "spot_interruption", "node": "loadgen-1", "pods": 12}'
     other = EVENTS.validate_json(line)
-    assert isinstance(other, OtherEvent) and other.kind == "stack_up"
+    assert isinstance(other, OtherEvent) and other.kind == "spot_interruption"
     assert json.loads(EVENTS.dump_json(other)) == json.loads(line)
+
+
+def test_the_load_test_stacks_events_are_known_kinds() -> None:
+    events: list[RunEvent] = [
+        StackUp(t=-120.0, at=1.7e9, stack="r1", project="qwen-stress-loadtest", up_s=118.2,
+                outputs=["masterService", "namespace"]),
+        StackDestroyed(t=900.0, stack="r1", lifetime_s=1100.5, destroy_s=140.0, attempts=2,
+                       pending_creates_dropped=["urn:x"], usd=0.21, hourly_usd=0.68),
+    ]  # fmt: skip
+    for event in events:
+        assert EVENTS.validate_json(EVENTS.dump_json(event)) == event
 
 
 def test_a_known_kind_with_wrong_fields_is_refused() -> None:

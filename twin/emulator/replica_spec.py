@@ -70,7 +70,8 @@ def replica_spec(
     fit = check_fit(
         model_spec.name,
         wide_enough[0].instance_type,
-        max_model_len=max_model_len or model_spec.max_position,
+        # Only an absent value means the default: 0 is refused by the fit check, not replaced.
+        max_model_len=model_spec.max_position if max_model_len is None else max_model_len,
         gpu_memory_utilization=gpu_memory_utilization,
         tensor_parallel=tensor_parallel,
     )

@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
-from functools import cached_property
 from typing import Any
 
+from domain.fleet_queries import FleetQueries
 from domain.topology import FLEET_STATUS_PATH
+from domain.validation import check_range
 from domain.vllm_args import DRAIN_SECONDS
 from domain.vllm_metrics import RUNNING as RUNNING_METRIC
 from domain.vllm_metrics import WAITING as WAITING_METRIC
 from twin.emulator.engine import EngineStats
+from twin.emulator.http_protocol import HttpRequest, json_body
 from twin.emulator.replica_spec import ReplicaSpec, replica_spec
 from twin.emulator.server import ReplicaServer
 from twin.emulator.tokens import TokenCounter, token_counter
+from twin.fleet import prometheus_api
 from twin.fleet.control_plane import ControlPlane
 from twin.fleet.fleet_spec import FleetSpec
 from twin.fleet.router import Backend, Router
@@ -42,12 +44,18 @@ def _totals(stats: list[EngineStats]) -> dict[str, float]:
     }
 
 
+TIME_SCALES = (0.001, 1000.0)
+"""Time scales the fleet accepts: 0.001 runs a ten-minute cold start in 0.6 s, 1000 stretches a
+cluster second to about 17 minutes. Outside, the clock's arithmetic stops meaning
+anything (a scale of 1e-320 turns every elapsed second into infinity)."""
+TIME_SCALE_FIX = "1 runs the control plane in real time, 0.05 twenty times faster"
+
+
 class ScaledClock:
     """Control-plane seconds since ``start``: real seconds divided by the time scale."""
 
     def __init__(self, time_scale: float) -> None:
-        if time_scale <= 0:
-            raise ValueError(f"time scale {time_scale}: must be above 0")
+        check_range("time scale", time_scale, *TIME_SCALES, fix=TIME_SCALE_FIX)
         self.time_scale = time_scale
         self._t0 = time.monotonic()
 
@@ -80,12 +88,35 @@ class Fleet:
             spec.pool, spec.tensor_parallel, spec.timings, spec.autoscaling.min_replicas, now=0.0
         )
         self.control = ControlPlane(spec.autoscaling, self.cluster, spec.timings, self.read_metrics)
-        self.router = Router({FLEET_STATUS_PATH: self._status_route})
+        self.router = Router(
+            {FLEET_STATUS_PATH: self._status_route, prometheus_api.QUERY_PATH: self._query_route}
+        )
+        self.queries = FleetQueries(
+            served_name=spec.model,
+            gpus_per_node=spec.pool.gpus_per_node,
+            triggers=tuple(spec.autoscaling.triggers()),
+        )
+        """The PromQL a cloud run sends about this fleet: ``/api/v1/query`` answers these."""
         self._serving: dict[str, asyncio.Task[None]] = {}
         self._leaving: set[str] = set()
         self._retiring: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
         self._cpu_mark = (time.process_time(), time.monotonic())
+        # What every replica shares, its fit (immutable) and prompt counter (stateless), built
+        # once here: a scale-out reruns neither the fit check nor a tokenizer file read on the
+        # event loop, and a tokenizer named in QWEN_STRESS_TOKENIZER that cannot be used is
+        # refused (TokenizerError) before anything serves.
+        replica = replica_spec(
+            spec.model,
+            spec.gpu,
+            max_model_len=spec.max_model_len,
+            gpu_memory_utilization=spec.gpu_memory_utilization,
+            tensor_parallel=spec.tensor_parallel,
+        )
+        self._replica: tuple[ReplicaSpec, TokenCounter] = (
+            replica,
+            token_counter(replica.model.name),
+        )
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self, port: int = 0) -> int:
@@ -131,23 +162,6 @@ class Fleet:
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
 
-    @cached_property
-    def _replica(self) -> tuple[ReplicaSpec, TokenCounter]:
-        """What every replica shares: its fit (immutable) and the prompt counter (stateless).
-
-        Built when the first replica starts, then reused: a scale-out does not rerun the fit check
-        or reread a tokenizer file on the event loop.
-        """
-        spec = self.spec
-        replica = replica_spec(
-            spec.model,
-            spec.gpu,
-            max_model_len=spec.max_model_len,
-            gpu_memory_utilization=spec.gpu_memory_utilization,
-            tensor_parallel=spec.tensor_parallel,
-        )
-        return replica, token_counter(replica.model.name)
-
     async def _serve(self, pod: Pod) -> None:
         replica, counter = self._replica
         server = ReplicaServer(
@@ -176,6 +190,10 @@ class Fleet:
         return _totals([server.stats() for server in self.servers.values()])
 
     def status(self) -> dict[str, Any]:
+        """The snapshot and the share of a core this process used since the last status."""
+        return {**self.snapshot(), "cpu": self._cpu_share()}
+
+    def snapshot(self) -> dict[str, Any]:
         """Replicas by state, nodes, queue, KV usage per replica, GPU and replica hours."""
         cluster, control = self.cluster, self.control
         replicas: dict[str, dict[str, Any]] = {}
@@ -201,7 +219,6 @@ class Fleet:
         return {
             "time_scale": self.clock.time_scale,
             "cluster_s": round(cluster.now, 3),
-            "cpu": self._cpu_share(),
             "desired_replicas": control.replicas,
             "ready_replicas": cluster.count(PodState.READY),
             "pending_replicas": unscheduled + cluster.count(PodState.STARTING),
@@ -230,5 +247,17 @@ class Fleet:
         self._cpu_mark = (cpu, wall)
         return round((cpu - last_cpu) / max(wall - last_wall, 1e-6), 3)
 
-    def _status_route(self) -> tuple[int, bytes]:
-        return 200, json.dumps(self.status()).encode()
+    def _status_route(self, _request: HttpRequest) -> tuple[int, bytes]:
+        return 200, json_body(self.status())
+
+    def _query_route(self, request: HttpRequest) -> tuple[int, bytes]:
+        """Prometheus's instant query, for the expressions a cloud run sends (GET or form POST)."""
+        form = request.body.decode("latin-1") if request.method == "POST" else ""
+        return prometheus_api.answer(
+            "&".join(p for p in (request.query, form) if p),
+            queries=self.queries,
+            status=self.snapshot(),
+            seconds_at=self.cluster.seconds_at,
+            cluster_now=self.cluster.now,
+            time_scale=self.clock.time_scale,
+        )
