@@ -30,14 +30,16 @@ from typing import Any, TypeVar
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from domain.versions import VLLM_VERSION
 from twin.emulator.driver import EngineDriver
 from twin.emulator.engine import FinishReason, Sequence, SequenceSink
 from twin.emulator.filler import Filler, filler
 from twin.emulator.http_protocol import HttpConnection, HttpRequest, error_body
 from twin.emulator.tokens import TokenCounter, cjk_share, render_chat
 
-EMULATED_VLLM_VERSION = "0.11.0"
-"""The vLLM release whose API and metric names the emulator follows."""
+EMULATED_VLLM_VERSION = VLLM_VERSION.removeprefix("v")
+"""The release the cluster deploys (``domain.versions``), as vLLM's ``/version`` spells it: the
+emulator follows that release's API, metric names and scheduler defaults."""
 NATURAL_LENGTH_RANGE = (128, 1024)
 _GOLDEN = 0.6180339887498949
 
