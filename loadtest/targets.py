@@ -24,7 +24,7 @@ from typing import IO, Any
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, ValidationError
 
-from domain import vllm_metrics
+from domain import lifeline, vllm_metrics
 from domain.topology import FLEET_STATUS_PATH
 from domain.vllm_args import API_KEY_ENV
 from loadtest.schema import (
@@ -215,7 +215,8 @@ class ProcessTarget(Target):
             self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             self.command,
-            env={**os.environ, **self.env} if self.env else None,
+            # The lifeline stops the server if this process dies without stopping it.
+            env={**os.environ, **(self.env or {}), **lifeline.child_env()},
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -5,6 +5,10 @@ user settings (workload, model, the *name* of the API-key variable) as JSON in
 ``QWEN_STRESS_USER_SETTINGS``. Records go to the master in batches every half second over
 Locust's custom messages, with this process's CPU use and open requests, so the master can
 write ``requests.jsonl`` as the run goes and flag a worker too busy to measure well.
+
+A worker stops on its own when nobody is left to report to: started by a local runner, when
+that process is gone (``domain.lifeline``); in the load-test stack, when the master has sent
+no heartbeat for ``MASTER_GONE_S`` (it exits with ``EXIT_MASTER_GONE``, so its Job ends).
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ import time
 from typing import Any
 
 import gevent
+from locust import runners
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
+from domain import lifeline
 from loadtest.llm_user import ArrivalUser, InFlight, LLMClientUser, LLMUser, UserSettings
 from loadtest.records import RecordBatch, RecordDict, RequestRecord
 
@@ -26,6 +32,10 @@ RECORDS_MESSAGE = "qwen_stress_records"
 RATE_MESSAGE = "qwen_stress_rate"
 FLUSH_INTERVAL_S = 0.5
 USER_CLASSES: dict[str, type[LLMClientUser]] = {"LLMUser": LLMUser, "ArrivalUser": ArrivalUser}
+MASTER_GONE_S = 30
+"""No heartbeat from the master for this long and the worker quits (Locust's default is 60 s of
+load on a target nobody measures any more). The master sends one every second."""
+EXIT_MASTER_GONE = 3
 
 
 class RecordShipper:
@@ -80,25 +90,39 @@ def _on_rate(environment: Environment, msg: Any, **_kw: Any) -> None:
     ArrivalUser.max_inflight = int(msg.data.get("max_inflight_per_user", ArrivalUser.max_inflight))
 
 
-def main() -> None:
-    """Connect to the master and serve until it says quit."""
-    parser = argparse.ArgumentParser(description="qwen-stress Locust worker")
-    parser.add_argument("--master-host", default="127.0.0.1")
-    parser.add_argument("--master-port", type=int, required=True)
-    parser.add_argument("--user-class", choices=sorted(USER_CLASSES), default="LLMUser")
-    args = parser.parse_args()
-    settings = UserSettings.model_validate_json(os.environ[SETTINGS_ENV])
-    user_class = USER_CLASSES[args.user_class]
+def run_worker(
+    settings: UserSettings, master_host: str, master_port: int, user_class_name: str
+) -> int:
+    """Serve the master until it says quit (0) or goes silent (``EXIT_MASTER_GONE``)."""
+    runners.MASTER_HEARTBEAT_TIMEOUT = MASTER_GONE_S
+    user_class = USER_CLASSES[user_class_name]
     shipper = RecordShipper()
     user_class.configure(settings, shipper)
     env = Environment(user_classes=[user_class])
-    runner = env.create_worker_runner(args.master_host, args.master_port)
+    runner = env.create_worker_runner(master_host, master_port)
     shipper.runner = runner
     runner.register_message(RATE_MESSAGE, _on_rate)
     # Records of the last half second leave before Locust tells the master this worker stopped.
     env.events.test_stop.add_listener(lambda **_kw: shipper.flush())  # type: ignore[no-untyped-call]
     runner.greenlet.spawn(shipper.run)
     runner.greenlet.join()
+    last = runner.last_heartbeat_timestamp
+    if last is not None and last < time.time() - MASTER_GONE_S:
+        print(f"the master sent no heartbeat for {MASTER_GONE_S} s: stopping", flush=True)
+        return EXIT_MASTER_GONE
+    return 0
+
+
+def main() -> None:
+    """Connect to the master and serve until it says quit (a local run's worker)."""
+    lifeline.hold()
+    parser = argparse.ArgumentParser(description="qwen-stress Locust worker")
+    parser.add_argument("--master-host", default="127.0.0.1")
+    parser.add_argument("--master-port", type=int, required=True)
+    parser.add_argument("--user-class", choices=sorted(USER_CLASSES), default="LLMUser")
+    args = parser.parse_args()
+    settings = UserSettings.model_validate_json(os.environ[SETTINGS_ENV])
+    raise SystemExit(run_worker(settings, args.master_host, args.master_port, args.user_class))
 
 
 if __name__ == "__main__":
