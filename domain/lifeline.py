@@ -90,8 +90,10 @@ def hold(
 ) -> bool:
     """Stop this process when the parent named in the environment is gone; whether one was named.
 
-    Call it first, before the work starts: a parent that died while this process was starting
-    is noticed at once. ``on_lost`` runs when the parent is gone (default: SIGTERM to self).
+    Call it before the work starts (a parent that died while this process was starting is
+    noticed at once), but after gevent's monkey-patching, if any (importing Locust patches):
+    patching with a real thread already running deadlocks. ``on_lost`` runs when the parent is
+    gone (default: SIGTERM to self).
     """
     env = os.environ if environ is None else environ
     text = env.get(PARENT_ENV, "")

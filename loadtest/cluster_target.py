@@ -16,6 +16,8 @@ import time
 import urllib.parse
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from domain.autoscaling import AutoscalingSpec
 from domain.fleet_queries import HOUR_FIELDS, KV_BY_REPLICA, FleetQueries
 from domain.stack_config import StackConfig
@@ -103,6 +105,35 @@ def autoscaling_info(spec: AutoscalingSpec) -> AutoscalingInfo:
     )
 
 
+class ClusterFleet(BaseModel):
+    """What reading a platform stack's fleet from Prometheus needs to know about the stack.
+
+    The CLI takes it from the stack file and hands it to the master pod in the run's payload.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    served_name: str
+    gpus_per_node: int = Field(ge=1)
+    autoscaling: AutoscalingSpec
+    gpu: str | None = None
+    instance_type: str | None = None
+    gpus_per_replica: int | None = None
+
+    @classmethod
+    def from_stack(cls, stack: StackConfig) -> ClusterFleet:
+        """The served model, GPU instance and autoscaling spec of a stack's settings."""
+        instance = stack.gpu.instance
+        return cls(
+            served_name=stack.model.served,
+            gpus_per_node=instance.gpu_count,
+            autoscaling=stack.autoscaling,
+            gpu=instance.gpu.name if instance.gpu is not None else None,
+            instance_type=stack.gpu.instance_type,
+            gpus_per_replica=stack.model.tensor_parallel,
+        )
+
+
 class ClusterTarget(Target):
     """An endpoint (``base``) whose fleet is read from Prometheus instead of one pod's /metrics."""
 
@@ -134,21 +165,24 @@ class ClusterTarget(Target):
     @classmethod
     def for_stack(cls, base: Target, prometheus_url: str, stack: StackConfig) -> ClusterTarget:
         """The fleet a platform stack serves: its model, GPU instance and autoscaling spec."""
-        instance = stack.gpu.instance
-        gpu = instance.gpu
+        return cls.for_fleet(base, prometheus_url, ClusterFleet.from_stack(stack))
+
+    @classmethod
+    def for_fleet(cls, base: Target, prometheus_url: str, fleet: ClusterFleet) -> ClusterTarget:
+        """The fleet as the master pod knows it (from the run's payload, not a stack file)."""
         return cls(
             base,
             PrometheusClient(prometheus_url),
             FleetQueries(
-                served_name=stack.model.served,
-                gpus_per_node=instance.gpu_count,
-                triggers=tuple(stack.autoscaling.triggers()),
+                served_name=fleet.served_name,
+                gpus_per_node=fleet.gpus_per_node,
+                triggers=tuple(fleet.autoscaling.triggers()),
             ),
-            autoscaling=stack.autoscaling,
-            model=stack.model.served,
-            gpu=gpu.name if gpu is not None else None,
-            instance_type=stack.gpu.instance_type,
-            gpus_per_replica=stack.model.tensor_parallel,
+            autoscaling=fleet.autoscaling,
+            model=fleet.served_name,
+            gpu=fleet.gpu,
+            instance_type=fleet.instance_type,
+            gpus_per_replica=fleet.gpus_per_replica,
         )
 
     def start(self) -> None:

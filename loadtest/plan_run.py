@@ -162,6 +162,8 @@ class PlanRun:
         self.step_started = 0.0
         self.last_sample: TimelineSample | None = None
         self.runner: MasterRunner | None = None
+        self.signalled = False
+        """A signal stopped the run (not the plan, nor a request): nobody may be waiting."""
 
     # -- small helpers -------------------------------------------------------------------
     def now_s(self) -> float:
@@ -186,6 +188,7 @@ class PlanRun:
         self.stop.set(reason, interrupted=True)
 
     def _on_signal(self) -> None:
+        self.signalled = True
         if self.stop.event.is_set():
             live.note("second interrupt: stopping without waiting for workers")
             self.workers.kill()

@@ -38,18 +38,21 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
 DEFAULT_GPU = "A10G"
+LOCAL_WORKERS = 2
 
 
 class UsageError(ValueError):
     """A flag is wrong; printed as one line, exit code 2."""
 
 
-def _fail(message: str) -> typer.Exit:
+def fail(message: str) -> typer.Exit:
+    """Print a user mistake as one red line; the caller raises the exit (code 2)."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(EXIT_BAD_INPUT)
 
 
-def _out_dir(out: Path | None, plan: str) -> Path:
+def out_dir(out: Path | None, plan: str) -> Path:
+    """The run directory: ``--out``, else ``runs/<timestamp>-<plan>``; never one holding files."""
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{stamp}-{plan}"
@@ -58,7 +61,7 @@ def _out_dir(out: Path | None, plan: str) -> Path:
     return out
 
 
-def _local_target(
+def local_target(
     model: str | None,
     gpu: str | None,
     config: Path | None,
@@ -151,7 +154,13 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
             f"{LOCAL_TIME_SCALE} locally)."
         ),
     ] = None,
-    workers: Annotated[int, typer.Option(help="Locust worker processes (1-64).")] = 2,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Locust worker processes, 1-64 (default 2; with --stack, one per free vCPU of "
+            "the load-generator nodes)."
+        ),
+    ] = None,
     workload_file: Annotated[
         Path | None,
         typer.Option("--workload", help="Workload mix (YAML); default: the built-in mix."),
@@ -189,6 +198,36 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
             "its replicas, nodes, queue and GPU-hours (else only one pod's /metrics)."
         ),
     ] = None,
+    stack: Annotated[
+        str | None,
+        typer.Option(
+            help="Run in this platform stack's cluster (dev, org/qwen-stress/dev): Locust "
+            "master and workers as an ephemeral Pulumi stack, destroyed after the run."
+        ),
+    ] = None,
+    rehearse: Annotated[
+        bool,
+        typer.Option(
+            "--rehearse",
+            help="With --config: render the load-test stack of that stack file and run its "
+            "master and worker pods as local processes against the local twin.",
+        ),
+    ] = False,
+    loadgen_nodes: Annotated[
+        str | None,
+        typer.Option(
+            help="With --stack: 'new' load-generator nodes of the run's own (default) or "
+            "'existing' system nodes (at most 2 workers)."
+        ),
+    ] = None,
+    loadgen_instance_type: Annotated[
+        str | None,
+        typer.Option(help="With --stack: instance type of new load-generator nodes (c7i.2xlarge)."),
+    ] = None,
+    loadgen_capacity: Annotated[
+        str | None,
+        typer.Option(help="With --stack: 'spot' (default) or 'on-demand' load-generator nodes."),
+    ] = None,
 ) -> None:
     """Run a load plan with distributed Locust and write the run directory and reports."""
     try:
@@ -218,10 +257,18 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
             max_inflight=max_inflight,
             out=out,
             prometheus=prometheus,
+            stack=stack,
+            rehearse=rehearse,
+            loadgen_nodes=loadgen_nodes,
+            loadgen_instance_type=loadgen_instance_type,
+            loadgen_capacity=loadgen_capacity,
         )
+        if options.cloud:
+            _cloud(options)
+            return
         spec = _spec(options)
     except (OptionsError, UsageError, workload.WorkloadError, plans.PlanError, TargetError) as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     if isinstance(spec.target, UrlTarget):
         typer.secho(f"note: {POD_METRICS_NOTE}", fg=typer.colors.YELLOW, err=True)
     summary, outcome = _execute(spec)
@@ -229,6 +276,13 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
         raise typer.Exit(EXIT_INTERRUPTED)
     if options.fail_on_slo and not summary.verdict.passed:
         raise typer.Exit(EXIT_SLO_FAILED)
+
+
+def _cloud(options: RunOptions) -> None:
+    """``--stack`` and ``--rehearse``: Pulumi and the Kubernetes client load only now."""
+    from loadtest.cloud.run_command import run_cloud  # noqa: PLC0415
+
+    run_cloud(options)
 
 
 def _execute(spec: RunSpec) -> tuple[Summary, RunOutcome]:
@@ -245,7 +299,7 @@ def _execute(spec: RunSpec) -> tuple[Summary, RunOutcome]:
         typer.echo("interrupted before the load started: nothing to report")
         raise typer.Exit(EXIT_INTERRUPTED)
     summary = write(outcome.run_dir)
-    _print_result(outcome.run_dir, summary)
+    print_result(outcome.run_dir, summary)
     return summary, outcome
 
 
@@ -259,7 +313,7 @@ def _spec(options: RunOptions) -> RunSpec:
     key_env = options.api_key_env
     if key_env is not None and not os.environ.get(key_env):
         raise UsageError(f"--api-key-env {key_env}: that environment variable is not set or empty")
-    out = _out_dir(options.out, options.plan_name)
+    out = out_dir(options.out, options.plan_name)
     target: Target
     model_name = options.model
     if options.url is None:
@@ -268,7 +322,7 @@ def _spec(options: RunOptions) -> RunSpec:
         if key_env is None:
             key_env = API_KEY_ENV
             os.environ[key_env] = secrets.token_hex(16)
-        target = _local_target(
+        target = local_target(
             options.model,
             options.gpu,
             options.config,
@@ -295,7 +349,7 @@ def _spec(options: RunOptions) -> RunSpec:
         target=target,
         model=model_name or "",
         options=options,
-        workers=options.workers,
+        workers=options.workers or LOCAL_WORKERS,
         time_scale=options.effective_time_scale,
         api_key_env=key_env,
         max_inflight=options.max_inflight,
@@ -342,7 +396,8 @@ def _check_endpoint(base_url: str, key_env: str | None, model: str | None) -> st
     return found[0]
 
 
-def _print_result(run_dir: Path, summary: Summary) -> None:
+def print_result(run_dir: Path, summary: Summary) -> None:
+    """The headline, warnings, SLO verdict and where the reports are."""
     from loadtest.metric_text import headline, warnings  # noqa: PLC0415
 
     typer.echo(headline(summary))
@@ -367,5 +422,5 @@ def report(
     try:
         summary = write(run_dir)
     except run_files.RunDirError as err:
-        raise _fail(str(err)) from None
-    _print_result(run_dir, summary)
+        raise fail(str(err)) from None
+    print_result(run_dir, summary)

@@ -15,6 +15,7 @@ which shape a file has (absent: written before versions existed, read as 0).
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -119,6 +120,9 @@ class OptionsError(ValueError):
     """A flag of ``run`` is wrong; the message names it (printed as one line, exit code 2)."""
 
 
+_STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9][A-Za-z0-9._-]{0,99}){0,2}")
+"""A stack as Pulumi names it: ``dev``, ``project/dev``, ``org/project/dev``."""
+
 _PLANS_OF = {"--users": ("fixed", "soak"), "--duration": ("fixed",), "--rate": ("poisson",)}
 """Flags that only some plans read: given to another plan they would be silently ignored."""
 
@@ -150,7 +154,8 @@ class RunOptions(BaseModel):
     max_users: int = Field(default=500, ge=1)
     soak: Seconds = Field(default=600.0, ge=0)
     time_scale: float | None = Field(default=None, gt=0)
-    workers: int = Field(default=2, ge=1, le=64)
+    workers: int | None = Field(default=None, ge=1, le=64)
+    """None: 2 locally; in the cloud, a worker in every slot of the load-generator nodes."""
     workload: Path | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     endpoint: Endpoint | None = None
@@ -159,6 +164,13 @@ class RunOptions(BaseModel):
     max_inflight: int = Field(default=1000, ge=1)
     out: Path | None = None
     prometheus: str | None = None
+    stack: str | None = None
+    """The platform stack, as Pulumi names it: the run happens in its cluster."""
+    rehearse: bool = False
+    """Render the load-test stack of ``config`` and run its pods as local processes."""
+    loadgen_nodes: Literal["new", "existing"] | None = None
+    loadgen_instance_type: str | None = None
+    loadgen_capacity: Literal["spot", "on-demand"] | None = None
 
     @field_validator("plan")
     @classmethod
@@ -179,6 +191,7 @@ class RunOptions(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> RunOptions:
+        self._cloud_flags()
         if self.prometheus is not None and self.url is None:
             raise _usage(
                 "--prometheus reads a cluster's Prometheus: use it with --url (the local twin "
@@ -209,6 +222,50 @@ class RunOptions(BaseModel):
             raise _usage(str(err)) from None
         return self
 
+    def _cloud_flags(self) -> None:
+        """``--stack``/``--rehearse`` take the target from the stack; ``--loadgen-*`` need one."""
+        if self.stack is not None and self.rehearse:
+            raise _usage(
+                "--rehearse runs a stack file's load-test stack locally and --stack runs it in "
+                "the deployed stack's cluster: pass one of them"
+            )
+        mode = "--stack" if self.stack is not None else "--rehearse" if self.rehearse else None
+        if mode is None:
+            given = [
+                flag(name)
+                for name in ("loadgen_nodes", "loadgen_instance_type", "loadgen_capacity")
+                if getattr(self, name) is not None
+            ]
+            if given:
+                raise _usage(
+                    f"{', '.join(given)} describe the load generators of a cloud run: use "
+                    "them with --stack (or --rehearse)"
+                )
+            return
+        if self.stack is not None and not _STACK_NAME.fullmatch(self.stack.strip()):
+            raise _usage(
+                f"--stack {self.stack!r}: write it as Pulumi names it, like dev or "
+                "org/qwen-stress/dev (letters, digits, '.', '_' and '-')"
+            )
+        if self.rehearse and self.config is None:
+            raise _usage(
+                "--rehearse needs --config Pulumi.<stack>.yaml: the stack whose load-test stack "
+                "is rendered and run here"
+            )
+        for name in ("url", "prometheus", "gpu", "model", "api_key_env"):
+            if getattr(self, name) is not None:
+                raise _usage(
+                    f"{flag(name)} does not go with {mode}: the run loads the stack's vLLM, "
+                    "with its served model and API key, and reads its Prometheus"
+                )
+        if self.loadgen_nodes == "existing" and (
+            self.loadgen_instance_type is not None or self.loadgen_capacity is not None
+        ):
+            raise _usage(
+                "--loadgen-instance-type and --loadgen-capacity describe new load-generator "
+                "nodes; drop them or use --loadgen-nodes new"
+            )
+
     @classmethod
     def from_flags(cls, **flags: Any) -> RunOptions:
         """Check the flags as typed; ``OptionsError`` names the first wrong one."""
@@ -219,8 +276,13 @@ class RunOptions(BaseModel):
 
     @property
     def local(self) -> bool:
-        """Without ``--url`` the run starts the local autoscaling twin."""
-        return self.url is None
+        """Without ``--url`` or ``--stack`` the run starts the local autoscaling twin."""
+        return self.url is None and self.stack is None
+
+    @property
+    def cloud(self) -> bool:
+        """The run goes through a load-test stack (``--stack``, or its rehearsal)."""
+        return self.stack is not None or self.rehearse
 
     @property
     def plan_name(self) -> str:
@@ -235,7 +297,7 @@ class RunOptions(BaseModel):
 
     @property
     def effective_time_scale(self) -> float:
-        """``--time-scale``, else 1 against an endpoint and ``LOCAL_TIME_SCALE`` locally."""
+        """``--time-scale``, else 1 in a cluster or at a URL, ``LOCAL_TIME_SCALE`` at the twin."""
         if self.time_scale is not None:
             return self.time_scale
         return LOCAL_TIME_SCALE if self.local else 1.0
@@ -306,6 +368,8 @@ class AutoscalingInfo(FileModel):
     triggers: dict[str, AutoscalingTrigger]
     min_replicas: int | None = None
     model: str | None = None
+    served_name: str | None = None
+    """The name the fleet serves the model under (vLLM's ``--served-model-name``)."""
     gpu: str | None = None
     instance_type: str | None = None
     gpus_per_node: int | None = None

@@ -280,10 +280,12 @@ class FleetTarget(ProcessTarget):
         if not (fleet.model and fleet.gpu and fleet.instance_type):
             raise TargetError("the twin's description lacks its model, GPU or instance type")
         self.fleet = fleet
-        self.model = fleet.model
+        self.model = fleet.served_name or fleet.model
+        """The name requests carry: the stack's served name, as vLLM serves it."""
         self.time_scale = time_scale
+        served = f" as {self.model}" if self.model != fleet.model else ""
         self.description = (
-            f"the autoscaling twin ({self.model} on {fleet.gpu}, {fleet.instance_type}, "
+            f"the autoscaling twin ({fleet.model}{served} on {fleet.gpu}, {fleet.instance_type}, "
             f"{fleet.min_replicas}-{fleet.max_replicas} replicas) at {self.base_url}"
         )
 
@@ -293,7 +295,7 @@ class FleetTarget(ProcessTarget):
         return FleetTargetInfo(
             url=self.base_url,
             description=self.description,
-            model=self.model,
+            model=fleet.model,
             gpu=fleet.gpu or "",
             instance_type=fleet.instance_type or "",
             replicas=fleet.min_replicas or 1,

@@ -1,0 +1,176 @@
+"""The master pod's HTTP API (``master_protocol`` says what each route answers).
+
+A small WSGI app on gevent's server, in the master's own process: it reads the ``PlanRun``'s
+state directly and the run files from disk, so it never holds records in memory. Only the CLI
+reaches it, through a Kubernetes port-forward (the NetworkPolicy admits nothing else on this
+port); nothing it serves holds the API key, which the pods keep in their environment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from gevent.event import Event
+from gevent.pywsgi import WSGIServer
+
+from loadtest import master_protocol as proto
+from loadtest import run_files
+from loadtest.master_protocol import MasterState, MasterStatus
+from loadtest.plan_run import PlanRun
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+
+
+def complete_size(path: Path) -> int:
+    """Bytes of a file up to and including its last newline (what a reader may take)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return -1
+    if path.name == run_files.CONFIG:
+        return size
+    with path.open("rb") as f:
+        back = min(size, 64 * 1024)
+        while back:
+            f.seek(size - back)
+            tail = f.read(back)
+            cut = tail.rfind(b"\n")
+            if cut >= 0:
+                return size - back + cut + 1
+            if back == size:
+                return 0
+            back = min(size, back * 4)
+    return 0
+
+
+def read_chunk(path: Path, offset: int, limit: int = proto.CHUNK_BYTES) -> tuple[bytes, int]:
+    """Complete lines from ``offset`` (at most ``limit`` bytes, at least one line), and the size."""
+    size = complete_size(path)
+    if size <= offset:
+        return b"", size
+    with path.open("rb") as f:
+        f.seek(offset)
+        data = f.read(min(size - offset, limit))
+    if path.name != run_files.CONFIG and len(data) < size - offset:
+        cut = data.rfind(b"\n")
+        if cut < 0:  # one line longer than the limit: send it whole
+            with path.open("rb") as f:
+                f.seek(offset)
+                data = f.read(size - offset)
+            cut = data.find(b"\n")
+        data = data[: cut + 1]
+    return data, size
+
+
+class MasterApi:
+    """Status, files by offset, stop and release, served while the master lives."""
+
+    def __init__(self, run_id: str, run_dir: Path, host: str, port: int) -> None:
+        self.run_id = run_id
+        self.run_dir = run_dir
+        self.plan: PlanRun | None = None
+        self.phase: MasterState = "preflight"
+        self.error: str | None = None
+        self.workers_expected = 0
+        self.released = Event()
+        self.stop_requests: list[bool] = []
+        """Each stop asked for (``True``: urgent), for the plan or, before it, the start-up."""
+        self._server = WSGIServer((host, port), self._app, log=None)
+
+    @property
+    def port(self) -> int:
+        """Where it listens (the port given, or the one chosen for 0)."""
+        return int(self._server.server_port)
+
+    def start(self) -> None:
+        """Listen (in the background: gevent's loop serves it)."""
+        self._server.start()
+
+    def close(self) -> None:
+        """Stop listening."""
+        self._server.stop(timeout=1)
+
+    # -- what the routes read -----------------------------------------------------------------
+    def status(self) -> MasterStatus:
+        """The run as the follower sees it."""
+        plan = self.plan
+        state: MasterState = self.phase
+        sample = None
+        elapsed = 0.0
+        connected = 0
+        reason = ""
+        if plan is not None and self.phase not in ("failed",):
+            state = plan.state if plan.state != "starting" else "waiting_for_workers"
+            sample, elapsed, reason = plan.last_sample, plan.now_s(), plan.stop.reason
+            runner = plan.runner
+            if runner is not None:
+                clients = runner.clients
+                connected = len(clients.ready) + len(clients.running) + len(clients.spawning)
+        files = {}
+        for name in proto.FILES:
+            size = complete_size(self.run_dir / name)
+            if size >= 0:
+                files[name] = size
+        return MasterStatus(
+            run_id=self.run_id,
+            state=state,
+            elapsed_s=round(elapsed, 3),
+            workers_connected=connected,
+            workers_expected=self.workers_expected,
+            sample=sample,
+            files=files,
+            stop_reason=reason,
+            error=self.error,
+        )
+
+    def _stop(self, urgent: bool) -> None:
+        self.stop_requests.append(urgent)
+        if self.plan is not None:
+            self.plan.request_stop("stopped from the CLI (Ctrl-C or SIGTERM there)", urgent=urgent)
+
+    # -- WSGI ----------------------------------------------------------------------------------
+    def _app(self, environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        if method == "GET" and path == proto.STATUS_PATH:
+            return _reply(start, 200, self.status().model_dump_json(exclude_none=True).encode())
+        if method == "GET" and path.startswith(proto.FILES_PATH):
+            return self._file(path.removeprefix(proto.FILES_PATH), query, start)
+        if method == "POST" and path == proto.STOP_PATH:
+            self._stop(urgent=query.get("urgent", ["0"])[0] == "1")
+            return _reply(start, 202, b'{"stopping": true}')
+        if method == "POST" and path == proto.RELEASE_PATH:
+            self.released.set()
+            return _reply(start, 200, b'{"released": true}')
+        return _reply(start, 404, json.dumps({"error": f"no route {method} {path}"}).encode())
+
+    def _file(self, name: str, query: dict[str, list[str]], start: StartResponse) -> list[bytes]:
+        if name not in proto.FILES:
+            return _reply(start, 404, json.dumps({"error": f"no run file {name!r}"}).encode())
+        text = query.get("offset", ["0"])[0]
+        if not text.isdigit():
+            return _reply(start, 400, b'{"error": "offset must be a whole number of bytes"}')
+        offset = int(text)
+        path = self.run_dir / name
+        if not path.exists():
+            return _reply(start, 404, json.dumps({"error": f"{name} does not exist yet"}).encode())
+        data, size = read_chunk(path, offset)
+        if offset > size:
+            return _reply(start, 416, json.dumps({"error": f"{name} has {size} bytes"}).encode())
+        return _reply(start, 200, data, "application/x-ndjson")
+
+
+def _reply(
+    start: StartResponse,
+    status: int,
+    body: bytes,
+    content_type: str = "application/json",
+) -> list[bytes]:
+    reason = {200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found", 416: "Range"}
+    head = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+    start(f"{status} {reason.get(status, 'Error')}", head)
+    return [body]
