@@ -289,11 +289,7 @@ class Follower:
                 continue
             kind = event.get("kind")
             if kind == "step_start":
-                load = (
-                    f"{event['rate']:g} req/s"
-                    if event.get("rate")
-                    else f"{event.get('users')} users"
-                )
+                load = plans.load_label(event.get("users"), event.get("rate"))
                 self.say(
                     f"step {event.get('index')}: {event.get('phase')} at {load} for "
                     f"{float(event.get('planned_s') or 0):.0f} s"
