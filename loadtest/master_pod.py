@@ -14,6 +14,7 @@ Imports Locust (through ``plan_run``): only the pod entrypoint loads this module
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -170,6 +171,8 @@ def run_worker_pod(env: Mapping[str, str], payload: RunPayload) -> int:
         workload=payload.workload, model=env[contract.ENV_MODEL], api_key_env=API_KEY_ENV
     )
     user_class = "ArrivalUser" if payload.plan().open_loop else "LLMUser"
+    # Locust's own lines (connected, quit message, heartbeats missed) belong in the pod's log.
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)s: %(message)s")
     index = os.environ.get(contract.ENV_JOB_INDEX, "?")
     log(f"worker {index}: connecting to {env[contract.ENV_MASTER_HOST]}")
     return run_worker(

@@ -36,6 +36,8 @@ MASTER_GONE_S = 30
 """No heartbeat from the master for this long and the worker quits (Locust's default is 60 s of
 load on a target nobody measures any more). The master sends one every second."""
 EXIT_MASTER_GONE = 3
+LEAVE_AFTER_STOP_S = 1.0
+"""After the run's stop, time for the worker's last messages to reach the master."""
 
 
 class RecordShipper:
@@ -102,8 +104,15 @@ def run_worker(
     runner = env.create_worker_runner(master_host, master_port)
     shipper.runner = runner
     runner.register_message(RATE_MESSAGE, _on_rate)
-    # Records of the last half second leave before Locust tells the master this worker stopped.
-    env.events.test_stop.add_listener(lambda **_kw: shipper.flush())  # type: ignore[no-untyped-call]
+
+    def stopped(**_kw: Any) -> None:
+        # Records of the last half second leave before Locust tells the master this worker
+        # stopped. The master stops the users only when the run ends, so the worker then leaves:
+        # Locust's own worker would sit out ``stop_timeout`` (30 s) before it even reads a quit.
+        shipper.flush()
+        gevent.spawn_later(LEAVE_AFTER_STOP_S, runner.quit)
+
+    env.events.test_stop.add_listener(stopped)  # type: ignore[no-untyped-call]
     runner.greenlet.spawn(shipper.run)
     runner.greenlet.join()
     last = runner.last_heartbeat_timestamp
