@@ -85,7 +85,13 @@ def http_get(
 
 
 class PrometheusPoller:
-    """Reads vLLM's gauges from a ``/metrics`` endpoint; gives up quietly if there is none."""
+    """Reads vLLM's gauges from a ``/metrics`` endpoint; gives up quietly if there is none.
+
+    Only ``MAX_MISSES`` failures in a row stop it: an endpoint without metrics fails every
+    time, while a real one that hiccups now and then over a long run keeps being read.
+    """
+
+    MAX_MISSES = 3
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -93,7 +99,7 @@ class PrometheusPoller:
 
     def poll(self) -> dict[str, Any]:
         """Summed running and waiting requests and mean KV usage over every served model."""
-        if self._misses >= 3:
+        if self._misses >= self.MAX_MISSES:
             return {}
         status, body = http_get(self.url, timeout=1.0)
         if status != 200:
@@ -111,6 +117,7 @@ class PrometheusPoller:
         except ValueError:
             self._misses += 1
             return {}
+        self._misses = 0
         out: dict[str, Any] = {}
         if vllm_metrics.WAITING in sums:
             out["queue"] = sum(sums[vllm_metrics.WAITING])
