@@ -23,6 +23,8 @@ from loadtest.run_spec import RunSpec
 from loadtest.targets import FleetTarget, Target, TargetError, UrlTarget, list_models
 
 EXIT_SLO_FAILED = 1
+EXIT_RUN_FAILED = 1
+"""The runner failed mid-run (its plan driver or sampler); the report of what ran is written."""
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 LOCAL_TIME_SCALE = 0.1
@@ -196,6 +198,14 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
     except (UsageError, workload.WorkloadError, slo.SloError, plans.PlanError, TargetError) as err:
         raise _fail(str(err)) from None
     summary, outcome = _execute(spec)
+    if outcome.error:
+        typer.secho(
+            f"error: {outcome.error}; the report covers what ran, the traceback is in "
+            f"{outcome.run_dir / 'logs' / 'runner.log'}",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(EXIT_RUN_FAILED)
     if outcome.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if fail_on_slo and not summary["verdict"]["pass"]:
