@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
 from loadtest import run_files, summary
 from loadtest.cli import app
 from loadtest.records import RequestRecord
+from loadtest.targets import FleetTarget
+from twin.fleet.cli import fleet_spec
 
 T0 = 1_700_000_000.0
 STATS_KEYS = {"requests", "failures", "success_rate", "rps", "output_tokens_per_s", "goodput_rps"}
@@ -32,6 +35,12 @@ def rec(at: float, ttft: float, e2e: float, ok: bool = True) -> RequestRecord:
     )
 
 
+def local_target_info() -> dict[str, Any]:
+    """What ``config.json`` holds for a local run: the twin's info, as the runner writes it."""
+    fleet = fleet_spec("Qwen/Qwen2.5-7B-Instruct", "A10G", None)
+    return FleetTarget(fleet.describe(), [], 0.1, None, api_key="unused").info()
+
+
 def make_run(tmp_path: Path, interrupted: bool = False) -> Path:
     run = tmp_path / "run"
     run.mkdir()
@@ -40,7 +49,7 @@ def make_run(tmp_path: Path, interrupted: bool = False) -> Path:
         "started_at": T0,
         "plan": {"name": "capacity", "summary": "baseline -> ramp"},
         "time_scale": 0.1,
-        "target": {"kind": "emulator", "url": "http://127.0.0.1:1", "gpu": "A10G", "replicas": 1},
+        "target": local_target_info(),
         "slo": {"success_rate": 0.99, "ttft_mean_ms": 1000.0, "ttft_p99_ms": 2000.0},
         "workers": 2,
     }
