@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: help venv test lint fmt demo bench clean
+.PHONY: help venv test lint fmt demo bench pod-lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -58,6 +58,20 @@ demo: $(DEMO_INSTALL) ## the local load test end to end (about 3.5 minutes once 
 
 bench: $(BIN)/.installed ## run the benchmarks and print their numbers
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The load-test pods' hashed lock, and the image build stage's, resolved for the pods' platform
+# (CPython 3.11 on linux x86_64, domain/versions.py POD_PYTHON_IMAGE) from PyPI alone: machine-local
+# pip settings are ignored. Pins are kept; `make pod-lock LOCK_ARGS=--upgrade` moves them.
+LOCK_DIR := loadtest/cloud/data
+LOCK_ENV := PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_CONSTRAINT=
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	--no-emit-find-links --index-url https://pypi.org/simple $(LOCK_ARGS)
+pod-lock: $(BIN)/.installed ## regenerate the pods' hashed lock (on CPython 3.11, linux x86_64)
+	@$(BIN)/python -c 'import platform, sys; sys.exit(0 if sys.version_info[:2] == (3, 11) and sys.platform == "linux" and platform.machine() == "x86_64" else "make pod-lock: the pods run CPython 3.11 on linux x86_64; resolve their lock there")'
+	cd $(LOCK_DIR) && $(LOCK_ENV) $(CURDIR)/$(BIN)/pip-compile $(LOCK_FLAGS) \
+		--output-file pod-requirements.txt pod-requirements.in
+	cd $(LOCK_DIR) && $(LOCK_ENV) $(CURDIR)/$(BIN)/pip-compile $(LOCK_FLAGS) \
+		--output-file build-requirements.txt build-requirements.in
 
 clean: ## remove virtualenvs and caches (run directories are kept)
 	rm -rf $(VENV) $(CHECKOV_VENV) .mypy_cache .pytest_cache .ruff_cache

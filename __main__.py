@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pulumi
 
+from domain import topology
 from domain.stack_config import ConfigError
 from infra.config import load
 from infra.platform import Platform
@@ -43,6 +44,12 @@ pulumi.export("gpuNodeGroupName", platform.gpu_node_group_name)
 pulumi.export("gpuAsgName", platform.gpu_asg_name)
 pulumi.export("gpuInstanceType", config.gpu.instance_type)
 pulumi.export("prometheusUrl", platform.prometheus_url)
+# What the ephemeral load-test stack builds on (loadtest/cloud/spec.py PLATFORM_OUTPUTS).
+pulumi.export("kubernetesVersion", config.cluster.kubernetes_version)
+pulumi.export("nodeRoleArn", platform.node_role_arn)
+pulumi.export("privateSubnetIds", platform.private_subnet_ids)
+pulumi.export("systemNodeSelector", {topology.ROLE_LABEL: topology.SYSTEM_ROLE})
+pulumi.export("costTags", platform.cost_tags)
 
 vllm = VllmService.from_config(
     "qwen",

@@ -43,7 +43,7 @@ def _child(kind: str, users: int, url: str) -> dict[str, Any]:
 
     from loadtest import workload  # noqa: PLC0415
     from loadtest.llm_user import LLMUser, UserSettings  # noqa: PLC0415
-    from loadtest.records import RequestRecord  # noqa: PLC0415
+    from loadtest.records import RecordDict, RequestRecord  # noqa: PLC0415
 
     window = {"on": False}
     ttft: list[float] = []
@@ -54,7 +54,7 @@ def _child(kind: str, users: int, url: str) -> dict[str, Any]:
         """Does what the worker does with a record: JSON-shape it, pack a batch with msgpack."""
 
         def __init__(self) -> None:
-            self.buffer: list[dict[str, Any]] = []
+            self.buffer: list[RecordDict] = []
 
         def add(self, record: RequestRecord) -> None:
             self.buffer.append(record.to_json())

@@ -39,11 +39,17 @@ GPU_TAINT_EFFECT = "NoSchedule"
 
 MONITORING_NAMESPACE = "monitoring"
 PROMETHEUS_RELEASE = "kube-prometheus-stack"
-PROMETHEUS_URL = f"http://{PROMETHEUS_RELEASE}-prometheus.{MONITORING_NAMESPACE}.svc:9090"
+PROMETHEUS_SERVICE = f"{PROMETHEUS_RELEASE}-prometheus"
+PROMETHEUS_PORT = 9090
+PROMETHEUS_URL = f"http://{PROMETHEUS_SERVICE}.{MONITORING_NAMESPACE}.svc:{PROMETHEUS_PORT}"
 """In-cluster Prometheus; KEDA's triggers and the load-test runner query it."""
+PROMETHEUS_SCRAPE_INTERVAL_S = 15
+"""kube-prometheus-stack's global scrape interval (kube-state-metrics is scraped this often)."""
 
 KEDA_NAMESPACE = "keda"
 VLLM_NAMESPACE = "vllm"
+VLLM_DEPLOYMENT = "vllm"
+"""Name of the vLLM Deployment (and its Service, ServiceMonitor and ScaledObject)."""
 VLLM_PORT = 8000
 
 FLEET_STATUS_PATH = "/fleet/status"

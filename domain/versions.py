@@ -114,3 +114,18 @@ VLLM_IMAGE = f"vllm/vllm-openai:{VLLM_VERSION}"
 VLLM_UID = 10001
 """Any non-root UID works once HOME and USER point somewhere writable (the image's own ``vllm``
 user is UID 2000; a UID above 10000 cannot collide with a host account)."""
+
+# ------------------------------------------------------------------------------------------------
+# The load-test pods (the ephemeral stack's Locust master and workers).
+
+POD_PYTHON_IMAGE = "docker.io/library/python:3.11.14-slim-trixie"
+"""Base of the released load-test image (``Dockerfile``) and, for a checkout without a released
+image, the image whose init container installs the project's wheel. Tag checked in
+docker-library/official-images ``library/python`` (3.11.14-slim-trixie, amd64 among its
+architectures); no digest: it could not be verified offline, and Docker re-pushes the tag only
+for Debian security updates of the same Python. CPython 3.11 on x86_64 glibc, the platform the
+hashed pod lock was resolved for."""
+
+LOADTEST_IMAGE_REPOSITORY = "ghcr.io/qwen-stress/qwen-stress"
+"""Where ``.github/workflows/release-image.yml`` publishes the load-test image, tagged with the
+project version; a fork publishing under its own owner changes this one line."""

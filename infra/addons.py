@@ -107,12 +107,20 @@ def prometheus_values() -> dict[str, Any]:
         # The EKS kube-proxy add-on binds its metrics to 127.0.0.1 by default: a target always down.
         "kubeProxy": {"enabled": False},
         "prometheusOperator": {"nodeSelector": SYSTEM_NODES},
-        "kube-state-metrics": {"nodeSelector": SYSTEM_NODES},
+        "kube-state-metrics": {
+            "nodeSelector": SYSTEM_NODES,
+            # KSM exports no Kubernetes label unless allowed (its --metric-labels-allowlist, the
+            # chart's metricLabelsAllowlist, empty by default): the load test counts the GPU
+            # nodes by role (domain/fleet_queries.py) on kube_node_labels.
+            "metricLabelsAllowlist": [
+                f"nodes=[{topology.ROLE_LABEL},{topology.ACCELERATOR_LABEL}]"
+            ],
+        },
         "prometheus": {
             "prometheusSpec": {
                 "retention": PROMETHEUS_RETENTION,
                 "retentionSize": PROMETHEUS_RETENTION_SIZE,
-                "scrapeInterval": "15s",
+                "scrapeInterval": f"{topology.PROMETHEUS_SCRAPE_INTERVAL_S}s",
                 # Select ServiceMonitors, PodMonitors, rules and probes in every namespace,
                 # not only those labelled with this release: the vLLM service brings its own.
                 "serviceMonitorSelectorNilUsesHelmValues": False,

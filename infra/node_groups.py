@@ -58,9 +58,18 @@ def scale_from_zero_tags(gpu: GpuConfig) -> dict[str, str]:
     return tags
 
 
-def _launch_template(
-    name: str, disk_gib: int, tags: dict[str, str], parent: pulumi.Resource
+def launch_template(
+    name: str,
+    disk_gib: int,
+    tags: dict[str, str],
+    parent: pulumi.Resource,
+    provider: aws.Provider | None = None,
 ) -> aws.ec2.LaunchTemplate:
+    """A managed node group's launch template: encrypted gp3 root, IMDSv2 only, tags on launch.
+
+    The load-test stack's node group uses it too, so every node this project starts is alike;
+    ``provider`` is for a parent that does not carry the AWS provider itself.
+    """
     return aws.ec2.LaunchTemplate(
         name,
         description="EKS managed node group: gp3 root volume, IMDSv2 only",
@@ -84,7 +93,7 @@ def _launch_template(
         ),
         tag_specifications=tagging.launched_tag_specifications(tags),
         update_default_version=True,
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=pulumi.ResourceOptions(parent=parent, provider=provider),
     )
 
 
@@ -102,6 +111,8 @@ class NodeGroups(pulumi.ComponentResource):
     gpu: aws.eks.NodeGroup
     gpu_node_group_name: pulumi.Output[str]
     gpu_asg_name: pulumi.Output[str]
+    node_role_arn: pulumi.Output[str]
+    """The nodes' IAM role; the load-test stack's node group joins the cluster with it too."""
 
     def __init__(
         self,
@@ -116,6 +127,7 @@ class NodeGroups(pulumi.ComponentResource):
     ) -> None:
         super().__init__("qwen-stress:infra:NodeGroups", name, None, opts)
         role = iam.service_role(f"{name}-node", "ec2.amazonaws.com", iam.NODE_POLICIES, self)
+        self.node_role_arn = role.role.arn
         # The autoscaler owns the desired size once the group exists.
         scaled = pulumi.ResourceOptions(
             parent=self, depends_on=role.grants, ignore_changes=["scalingConfig.desiredSize"]
@@ -132,7 +144,7 @@ class NodeGroups(pulumi.ComponentResource):
             labels: dict[str, str],
             taints: list[aws.eks.NodeGroupTaintArgs] | None = None,
         ) -> aws.eks.NodeGroup:
-            template = _launch_template(f"{name}-{kind}", disk_gib, tags, self)
+            template = launch_template(f"{name}-{kind}", disk_gib, tags, self)
             return aws.eks.NodeGroup(
                 f"{name}-{kind}",
                 cluster_name=eks.name,

@@ -43,6 +43,10 @@ class Platform(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     gpu_node_group_name: pulumi.Output[str]
     gpu_asg_name: pulumi.Output[str]
+    node_role_arn: pulumi.Output[str]
+    private_subnet_ids: list[pulumi.Output[str]]
+    cost_tags: dict[str, str]
+    """The provider's default tags (owner, cost-center, project, stack and the extra ones)."""
     prometheus_url: str
     addons: Addons
     workload_prerequisites: list[pulumi.Resource]
@@ -60,6 +64,7 @@ class Platform(pulumi.ComponentResource):
         self.cluster_name = cluster_name(cfg.cluster.name_prefix, stack)
         self.region = cfg.region
         tags = tagging.default_tags(cfg.tags, project, stack)
+        self.cost_tags = tags
         self.aws_provider = aws.Provider(
             f"{name}-aws",
             region=cfg.region,
@@ -118,6 +123,8 @@ class Platform(pulumi.ComponentResource):
         )
         self.gpu_node_group_name = nodes.gpu_node_group_name
         self.gpu_asg_name = nodes.gpu_asg_name
+        self.node_role_arn = nodes.node_role_arn
+        self.private_subnet_ids = network.private_subnet_ids
         self.prometheus_url = topology.PROMETHEUS_URL
         self.workload_prerequisites = [
             nodes.gpu,

@@ -9,12 +9,23 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from loadtest.records import RequestRecord
+from loadtest.schema import (
+    Analysis,
+    Capacity,
+    CpuFigures,
+    Distribution,
+    OverallStats,
+    SloCheck,
+    Stats,
+    StepStats,
+    TimelineSample,
+    Verdict,
+)
 from loadtest.slo import Slo
 
 PERCENTILES = (50, 90, 95, 99)
@@ -46,46 +57,41 @@ class StepSpan:
         return max(self.end_s - self.start_s, 1e-3)
 
 
-def distribution(values: npt.ArrayLike) -> dict[str, float] | None:
+def distribution(values: npt.ArrayLike) -> Distribution | None:
     """avg/p50/p90/p95/p99 of some values (ms), or None when there are none."""
     array = np.asarray(values, dtype=np.float64)
     if array.size == 0:
         return None
-    points = np.percentile(array, PERCENTILES)
-    out = {"avg": round(float(array.mean()), 3)}
-    out.update({f"p{p}": round(float(v), 3) for p, v in zip(PERCENTILES, points, strict=True)})
-    return out
+    p50, p90, p95, p99 = (round(float(v), 3) for v in np.percentile(array, PERCENTILES))
+    return Distribution(avg=round(float(array.mean()), 3), p50=p50, p90=p90, p95=p95, p99=p99)
 
 
-def stats(records: list[RequestRecord], duration_s: float, slo: Slo) -> dict[str, Any]:
-    """The STATS object of ``summary.json`` for one window of records."""
+def stats(records: list[RequestRecord], duration_s: float, slo: Slo) -> Stats:
+    """The stats of ``summary.json`` for one window of records."""
     ok = [r for r in records if r.ok]
     reasons = Counter(r.reason or "unknown" for r in records if not r.ok)
     limits = slo.request_limits_ms()
     good = sum(1 for r in ok if _meets(r, limits))
     tokens = sum(r.output_tokens or 0 for r in ok)
     itl = np.fromiter((g for r in ok for g in r.itl_ms), dtype=np.float64)
-    late = [r.late_ms for r in records if r.late_ms is not None]
-    out: dict[str, Any] = {
-        "requests": len(records),
-        "failures": len(records) - len(ok),
-        "failures_by_reason": dict(sorted(reasons.items())),
-        "success_rate": round(len(ok) / len(records), 6) if records else None,
-        "rps": round(len(ok) / duration_s, 4),
-        "attempted_rps": round(len(records) / duration_s, 4),
-        "output_tokens_per_s": round(tokens / duration_s, 3),
-        "goodput_rps": round(good / duration_s, 4),
-        "ttft_ms": distribution([r.ttft_ms for r in ok if r.ttft_ms is not None]),
-        "itl_ms": distribution(itl),
-        "tpot_ms": distribution([t for r in ok if (t := r.tpot_ms) is not None]),
-        "e2e_ms": distribution([r.e2e_ms for r in ok if r.e2e_ms is not None]),
-        "prompt_tokens_avg": _mean([r.prompt_tokens for r in ok if r.prompt_tokens is not None]),
-        "output_tokens_avg": _mean([r.output_tokens for r in ok if r.output_tokens is not None]),
-        "usage_missing": sum(1 for r in ok if not r.usage),
-    }
-    if late:
-        out["late_ms"] = distribution(late)
-    return out
+    return Stats(
+        requests=len(records),
+        failures=len(records) - len(ok),
+        failures_by_reason=dict(sorted(reasons.items())),
+        success_rate=round(len(ok) / len(records), 6) if records else None,
+        rps=round(len(ok) / duration_s, 4),
+        attempted_rps=round(len(records) / duration_s, 4),
+        output_tokens_per_s=round(tokens / duration_s, 3),
+        goodput_rps=round(good / duration_s, 4),
+        ttft_ms=distribution([r.ttft_ms for r in ok if r.ttft_ms is not None]),
+        itl_ms=distribution(itl),
+        tpot_ms=distribution([t for r in ok if (t := r.tpot_ms) is not None]),
+        e2e_ms=distribution([r.e2e_ms for r in ok if r.e2e_ms is not None]),
+        prompt_tokens_avg=_mean([r.prompt_tokens for r in ok if r.prompt_tokens is not None]),
+        output_tokens_avg=_mean([r.output_tokens for r in ok if r.output_tokens is not None]),
+        usage_missing=sum(1 for r in ok if not r.usage),
+        late_ms=distribution([r.late_ms for r in records if r.late_ms is not None]),
+    )
 
 
 def failure_examples(records: list[RequestRecord]) -> dict[str, str]:
@@ -132,59 +138,59 @@ def assign(
     return groups
 
 
-def cpu_by_step(timeline: list[dict[str, Any]], spans: list[StepSpan]) -> list[float | None]:
+def cpu_by_step(timeline: list[TimelineSample], spans: list[StepSpan]) -> list[float | None]:
     """Per step, the busiest worker's mean CPU (% of one core) over the step's samples."""
     out: list[float | None] = []
     for span in spans:
         per_worker: dict[str, list[float]] = {}
         for sample in timeline:
-            if span.start_s <= sample.get("t", -1.0) <= span.end_s:
-                for worker, pct in (sample.get("worker_cpu") or {}).items():
+            if span.start_s <= sample.t <= span.end_s:
+                for worker, pct in sample.worker_cpu.items():
                     per_worker.setdefault(worker, []).append(pct)
         means = [sum(v) / len(v) for v in per_worker.values() if v]
         out.append(round(max(means), 1) if means else None)
     return out
 
 
-def capacity(steps: list[dict[str, Any]]) -> dict[str, Any]:
+def capacity(steps: list[StepStats]) -> Capacity:
     """The highest passing step: most users (closed loop) or most requests/s (open loop).
 
     ``limit_found`` says whether a heavier step failed: when none did, the figure is only a
     lower bound (the plan stopped before the service did), and reports must say so.
     """
-    levels = [s for s in steps if s["phase"] not in _NOT_A_LEVEL]
-    passing = [s for s in levels if s["slo_pass"]]
+    levels = [s for s in steps if s.phase not in _NOT_A_LEVEL]
+    passing = [s for s in levels if s.slo_pass]
     if not passing:
-        return {
-            "max_users_within_slo": None,
-            "max_rps_within_slo": None,
-            "step": None,
-            "limit_found": bool(levels),
-        }
+        return Capacity(
+            max_users_within_slo=None,
+            max_rps_within_slo=None,
+            step=None,
+            limit_found=bool(levels),
+        )
 
-    def load(step: dict[str, Any]) -> tuple[int, float]:
-        return step["users"] or 0, step["rate"] or 0.0
+    def load(step: StepStats) -> tuple[int, float]:
+        return step.users or 0, step.rate or 0.0
 
-    best = max(passing, key=lambda s: (*load(s), s["rps"]))
-    return {
-        "max_users_within_slo": best["users"],
-        "max_rps_within_slo": best["rps"],
-        "step": best["index"],
-        "limit_found": any(not s["slo_pass"] and load(s) > load(best) for s in levels),
-    }
+    best = max(passing, key=lambda s: (*load(s), s.rps))
+    return Capacity(
+        max_users_within_slo=best.users,
+        max_rps_within_slo=best.rps,
+        step=best.index,
+        limit_found=any(not s.slo_pass and load(s) > load(best) for s in levels),
+    )
 
 
-def verdict(plan: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
+def verdict(plan: str, steps: list[StepStats]) -> Verdict:
     """The CI verdict behind ``--fail-on-slo``: which steps had to pass, and did they."""
     phases = _VERDICT_PHASES.get(plan)
-    judged = [s for s in steps if phases is None or s["phase"] in phases]
-    failed = [s["index"] for s in judged if not s["slo_pass"]]
+    judged = [s for s in steps if phases is None or s.phase in phases]
+    failed = [s.index for s in judged if not s.slo_pass]
     rule = (
         f"every {' and '.join(phases)} step meets the SLOs"
         if phases
         else "every step meets the SLOs"
     )
-    return {"pass": bool(judged) and not failed, "rule": rule, "failed_steps": failed}
+    return Verdict(passed=bool(judged) and not failed, rule=rule, failed_steps=failed)
 
 
 def analyze(  # noqa: PLR0917 - the run's parts, each read from its own file
@@ -193,43 +199,49 @@ def analyze(  # noqa: PLR0917 - the run's parts, each read from its own file
     t0: float,
     slo: Slo,
     plan: str,
-    timeline: list[dict[str, Any]],
-) -> dict[str, Any]:
+    timeline: list[TimelineSample],
+) -> Analysis:
     """Overall stats, per-step stats with SLO verdicts, capacity and the CI verdict."""
     groups = assign(records, spans, t0)
     cpus = cpu_by_step(timeline, spans)
-    steps: list[dict[str, Any]] = []
+    steps: list[StepStats] = []
     for span, group, cpu in zip(spans, groups, cpus, strict=True):
         step = stats(group, span.duration_s, slo)
         checks = slo.evaluate(step)
-        step.update(
-            index=span.index,
-            phase=span.phase,
-            users=span.users,
-            rate=span.rate,
-            start_s=round(span.start_s, 3),
-            end_s=round(span.end_s, 3),
-            slo_pass=all(c.passed for c in checks),
-            slo_checks=[
-                {"key": c.key, "limit": c.limit, "value": c.value, "pass": c.passed} for c in checks
-            ],
-            worker_cpu_pct=cpu,
-            cpu_flag=cpu is not None and cpu > CPU_FLAG_PCT,
+        steps.append(
+            StepStats(
+                **dict(step),
+                index=span.index,
+                phase=span.phase,
+                users=span.users,
+                rate=span.rate,
+                start_s=round(span.start_s, 3),
+                end_s=round(span.end_s, 3),
+                slo_pass=all(c.passed for c in checks),
+                slo_checks=[
+                    SloCheck(key=c.key, limit=c.limit, value=c.value, passed=c.passed)
+                    for c in checks
+                ],
+                worker_cpu_pct=cpu,
+                cpu_flag=cpu is not None and cpu > CPU_FLAG_PCT,
+            )
         )
-        steps.append(step)
     in_steps = [r for g in groups for r in g]
     total = sum(s.duration_s for s in spans) if spans else 1e-3
     overall = stats(in_steps, total, slo)
-    overall["slo_pass"] = slo.passes(overall)
-    overall["failure_examples"] = failure_examples(in_steps)
-    return {
-        "overall": overall,
-        "steps": steps,
-        "capacity": capacity(steps),
-        "verdict": verdict(plan, steps),
-        "cpu": {
-            "threshold_pct": CPU_FLAG_PCT,
-            "max_worker_pct": max((c for c in cpus if c is not None), default=None),
-            "flagged_steps": [s["index"] for s in steps if s["cpu_flag"]],
-        },
-    }
+    return Analysis(
+        plan=plan,
+        overall=OverallStats(
+            **dict(overall),
+            slo_pass=slo.passes(overall),
+            failure_examples=failure_examples(in_steps),
+        ),
+        steps=steps,
+        capacity=capacity(steps),
+        verdict=verdict(plan, steps),
+        cpu=CpuFigures(
+            threshold_pct=CPU_FLAG_PCT,
+            max_worker_pct=max((c for c in cpus if c is not None), default=None),
+            flagged_steps=[s.index for s in steps if s.cpu_flag],
+        ),
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from loadtest import run_cli
+from loadtest.cloud import reap
 from twin.emulator.cli import emulate
 from twin.fleet.cli import fleet
 
@@ -30,6 +31,7 @@ app.command()(emulate)
 app.command()(fleet)
 app.command("run")(run_cli.run)
 app.command("report")(run_cli.report)
+app.command("reap")(reap.reap)
 
 
 def main() -> None:

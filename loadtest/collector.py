@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from loadtest import analysis
-from loadtest.records import RequestRecord
+from loadtest.records import RecordBatch, RequestRecord
 from loadtest.run_files import JsonlWriter
+from loadtest.schema import ClientWindow, LoadCounters
 from loadtest.slo import Slo
 
 _WINDOW_PERCENTILES = (50, 90, 99)
@@ -70,18 +71,18 @@ class Collector:
         """Locust custom-message handler (``environment`` and ``msg`` come as keywords)."""
         self.receive(msg.data)
 
-    def receive(self, data: dict[str, Any]) -> None:
+    def receive(self, data: RecordBatch) -> None:
         """Take one batch: append its records, update the worker's vitals and the windows."""
-        batch: list[dict[str, Any]] = data["records"]
+        batch = data["records"]
         self.writer.write_many(batch)
         now = time.monotonic()
-        self.workers[int(data["worker"])] = WorkerVitals(
-            pid=int(data["pid"]),
-            cpu=float(data["cpu"]),
-            arrivals=int(data["arrivals"]),
-            dropped=int(data["dropped"]),
-            late=int(data["late"]),
-            open=[(float(s), t) for s, t in data.get("open", [])],
+        self.workers[data["worker"]] = WorkerVitals(
+            pid=data["pid"],
+            cpu=data["cpu"],
+            arrivals=data["arrivals"],
+            dropped=data["dropped"],
+            late=data["late"],
+            open=[(float(s), t) for s, t in data["open"]],
             open_at=time.time(),
         )
         for raw in batch:
@@ -116,21 +117,25 @@ class Collector:
                 pending.append(RequestRecord(start, True, "open", "", ttft_ms=waited))
         return slo.passes(analysis.stats(self._step_records + pending, duration_s, slo))
 
-    def window(self, seconds: float) -> dict[str, Any]:
+    def window(self, seconds: float) -> ClientWindow:
         """RPS, error rate, output tokens/s and TTFT percentiles over the last ``seconds``."""
         since = time.monotonic() - seconds
         done = [d for d in self._recent if d.at >= since]
         ok = [d for d in done if d.ok]
         ttft = np.array([d.ttft_ms for d in ok if d.ttft_ms is not None], dtype=np.float64)
-        out: dict[str, Any] = {
-            "rps": round(len(ok) / seconds, 3),
-            "error_rate": round((len(done) - len(ok)) / len(done), 4) if done else 0.0,
-            "output_tokens_per_s": round(sum(d.tokens for d in ok) / seconds, 1),
-        }
-        points = np.percentile(ttft, _WINDOW_PERCENTILES) if ttft.size else None
-        for i, p in enumerate(_WINDOW_PERCENTILES):
-            out[f"ttft_p{p}_ms"] = round(float(points[i]), 1) if points is not None else None
-        return out
+        p50, p90, p99 = (
+            (round(float(v), 1) for v in np.percentile(ttft, _WINDOW_PERCENTILES))
+            if ttft.size
+            else (None, None, None)
+        )
+        return ClientWindow(
+            rps=round(len(ok) / seconds, 3),
+            error_rate=round((len(done) - len(ok)) / len(done), 4) if done else 0.0,
+            output_tokens_per_s=round(sum(d.tokens for d in ok) / seconds, 1),
+            ttft_p50_ms=p50,
+            ttft_p90_ms=p90,
+            ttft_p99_ms=p99,
+        )
 
     def forget(self, worker: int) -> None:
         """A worker is gone: its open requests died with it; keep its counters."""
@@ -143,14 +148,13 @@ class Collector:
         """The Locust worker index of a worker process, once it has sent a batch."""
         return next((i for i, w in self.workers.items() if w.pid == pid), None)
 
-    def vitals(self) -> dict[str, Any]:
+    def vitals(self) -> LoadCounters:
         """Sum of open requests and open-loop counters, and CPU per live worker."""
         workers = self.workers.values()
-        live = {str(i): w.cpu for i, w in sorted(self.workers.items()) if not w.lost}
-        return {
-            "inflight": sum(w.inflight for w in workers),
-            "worker_cpu": live,
-            "arrivals": sum(w.arrivals for w in workers),
-            "dropped": sum(w.dropped for w in workers),
-            "late": sum(w.late for w in workers),
-        }
+        return LoadCounters(
+            inflight=sum(w.inflight for w in workers),
+            worker_cpu={str(i): w.cpu for i, w in sorted(self.workers.items()) if not w.lost},
+            arrivals=sum(w.arrivals for w in workers),
+            dropped=sum(w.dropped for w in workers),
+            late=sum(w.late for w in workers),
+        )

@@ -8,9 +8,8 @@ time scale the cost is that of the unscaled plan: what the same run would cost i
 
 from __future__ import annotations
 
-from typing import Any
-
 from domain import catalog
+from loadtest.schema import Cost, TargetInfo, TimelineSample
 
 
 def price_per_gpu_hour(gpu: str, instance_type: str | None) -> tuple[float, str]:
@@ -30,7 +29,7 @@ def price_per_gpu_hour(gpu: str, instance_type: str | None) -> tuple[float, str]
 
 
 def gpu_seconds(
-    timeline: list[dict[str, Any]],
+    timeline: list[TimelineSample],
     replicas: int,
     gpus_per_replica: int,
     start_s: float,
@@ -41,9 +40,7 @@ def gpu_seconds(
     The timeline's replica counts hold from sample to sample (the first back to the window's
     start, the last to its end).
     """
-    samples = [
-        (float(s["t"]), float(s["replicas"])) for s in timeline if s.get("replicas") is not None
-    ]
+    samples = [(s.t, s.replicas) for s in timeline if s.replicas is not None]
     if not samples:
         return replicas * gpus_per_replica * max(end_s - start_s, 0.0)
     edges = [start_s] + [min(max(t, start_s), end_s) for t, _ in samples[1:]] + [end_s]
@@ -52,32 +49,30 @@ def gpu_seconds(
 
 
 def estimate(
-    target: dict[str, Any],
-    timeline: list[dict[str, Any]],
+    target: TargetInfo,
+    timeline: list[TimelineSample],
     window: tuple[float, float],
     time_scale: float,
     node_gpu_hours: float | None = None,
-) -> dict[str, Any]:
+) -> Cost:
     """The cost object of ``summary.json``; ``usd`` is None when the target's GPU is unknown.
 
     ``node_gpu_hours`` (a fleet that models its nodes) replaces the replica-based figure: nodes
     are billed from launch to removal, booting and idle ones included.
     """
-    gpu = target.get("gpu")
-    unknown = {
-        "gpu": gpu,
-        "instance_type": None,
-        "usd_per_gpu_hour": None,
-        "gpu_hours": node_gpu_hours,
-        "usd": None,
-        "time_scale": time_scale,
-    }
+    gpu = target.gpu
+
+    def unknown(why: str) -> Cost:
+        return Cost(
+            gpu=gpu, gpu_hours=node_gpu_hours, time_scale=time_scale, basis=f"no estimate: {why}"
+        )
+
     if not gpu:
-        return {**unknown, "basis": "no estimate: the target does not say which GPU serves it"}
+        return unknown("the target does not say which GPU serves it")
     try:
-        usd, instance_type = price_per_gpu_hour(gpu, target.get("instance_type"))
+        usd, instance_type = price_per_gpu_hour(gpu, target.instance_type)
     except catalog.CatalogError as err:
-        return {**unknown, "basis": f"no estimate: {err}"}
+        return unknown(str(err))
     if node_gpu_hours is not None:
         hours = node_gpu_hours
         basis = (
@@ -85,16 +80,16 @@ def estimate(
             "(control plane, NAT and system nodes excluded)"
         )
     else:
-        gpus = int(target.get("gpus_per_replica") or 1)
-        replicas = int(target.get("replicas") or 1)
+        gpus = target.gpus_per_replica or 1
+        replicas = target.replicas or 1
         hours = gpu_seconds(timeline, replicas, gpus, *window) / 3600.0 / time_scale
         basis = "on-demand price; GPU time only (control plane, NAT and system nodes excluded)"
-    return {
-        "gpu": gpu,
-        "instance_type": instance_type,
-        "usd_per_gpu_hour": round(usd, 4),
-        "gpu_hours": round(hours, 4),
-        "usd": round(hours * usd, 4),
-        "time_scale": time_scale,
-        "basis": basis,
-    }
+    return Cost(
+        gpu=gpu,
+        instance_type=instance_type,
+        usd_per_gpu_hour=round(usd, 4),
+        gpu_hours=round(hours, 4),
+        usd=round(hours * usd, 4),
+        time_scale=time_scale,
+        basis=basis,
+    )

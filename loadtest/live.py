@@ -6,18 +6,20 @@ notes are printed, one per line, so logs stay readable.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import gevent
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from loadtest.schema import TimelineSample
+
 console = Console(stderr=True, highlight=False)
 
 
 class _RunView(Protocol):
-    last_sample: dict[str, Any]
+    last_sample: TimelineSample | None
 
     def now_s(self) -> float: ...
 
@@ -44,30 +46,27 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
-def render(elapsed_s: float, sample: dict[str, Any]) -> Text:
+def render(elapsed_s: float, sample: TimelineSample) -> Text:
     """The live line: elapsed, step, users, RPS, TTFT p50/p99, errors, replicas when known.
 
     A fleet that scales shows ready/desired replicas and its GPU nodes.
     """
+    s = sample
     parts = [
         f"{_clock(elapsed_s)}",
-        f"step {sample.get('step', '-')} {sample.get('phase') or ''}".strip(),
-        f"users {sample.get('users', 0)}",
-        f"RPS {sample.get('rps', 0.0):.1f}",
-        f"TTFT p50 {_ms(sample.get('ttft_p50_ms'))} ms p99 {_ms(sample.get('ttft_p99_ms'))} ms",
-        f"errors {sample.get('error_rate', 0.0) * 100:.1f}%",
-        f"requests {sample.get('requests_total', 0)}",
+        f"step {'-' if s.step is None else s.step} {s.phase or ''}".strip(),
+        f"users {s.users or 0}",
+        f"RPS {s.rps or 0.0:.1f}",
+        f"TTFT p50 {_ms(s.ttft_p50_ms)} ms p99 {_ms(s.ttft_p99_ms)} ms",
+        f"errors {(s.error_rate or 0.0) * 100:.1f}%",
+        f"requests {s.requests_total or 0}",
     ]
-    if sample.get("desired_replicas") is not None:
-        parts.append(
-            f"replicas {sample['ready_replicas']}/{sample['desired_replicas']} "
-            f"nodes {sample['nodes']}"
-        )
-    elif sample.get("replicas") is not None:
-        parts.append(f"replicas {sample['replicas']}")
-    cpu = sample.get("worker_cpu") or {}
-    if cpu:
-        parts.append(f"worker CPU {max(cpu.values()):.0f}%")
+    if s.desired_replicas is not None:
+        parts.append(f"replicas {s.ready_replicas}/{s.desired_replicas} nodes {s.nodes}")
+    elif s.replicas is not None:
+        parts.append(f"replicas {s.replicas}")
+    if s.worker_cpu:
+        parts.append(f"worker CPU {max(s.worker_cpu.values()):.0f}%")
     return Text(" | ".join(parts))
 
 
@@ -83,7 +82,9 @@ class LiveLine:
 
     def _loop(self) -> None:
         while self._live is not None:
-            self._live.update(render(self.run.now_s(), self.run.last_sample), refresh=True)
+            sample = self.run.last_sample
+            if sample is not None:
+                self._live.update(render(self.run.now_s(), sample), refresh=True)
             gevent.sleep(1.0)
 
     def start(self) -> None:
@@ -101,5 +102,5 @@ class LiveLine:
             live.stop()
         if self._greenlet is not None:
             self._greenlet.kill()
-        if self.run.last_sample:
+        if self.run.last_sample is not None:
             console.print(render(self.run.now_s(), self.run.last_sample))

@@ -37,6 +37,20 @@ from loadtest.collector import Collector
 from loadtest.llm_user import ArrivalUser, LLMUser, UserSettings
 from loadtest.plans import Step, inflight_shares
 from loadtest.run_spec import RunSpec
+from loadtest.schema import (
+    EventBase,
+    Finished,
+    PlanInfo,
+    RunConfig,
+    RunnerFailed,
+    StepEnd,
+    StepStart,
+    TargetMetrics,
+    TimelineSample,
+    Versions,
+    WorkerLost,
+    WorkersReady,
+)
 from loadtest.targets import free_port
 from loadtest.worker import RATE_MESSAGE, RECORDS_MESSAGE, SETTINGS_ENV
 
@@ -100,7 +114,7 @@ class LocalRun:
         self.step_index = -1
         self.step: Step | None = None
         self.step_started = 0.0
-        self.last_sample: dict[str, Any] = {}
+        self.last_sample: TimelineSample | None = None
         self.error: str | None = None
 
     # -- small helpers -------------------------------------------------------------------
@@ -108,10 +122,14 @@ class LocalRun:
         """Seconds since the run started (the clock of every file in the run directory)."""
         return time.time() - self.t0
 
-    def event(self, kind: str, **fields: Any) -> None:
+    def t(self) -> float:
+        """``now_s`` as events record it (to the millisecond)."""
+        return round(self.now_s(), 3)
+
+    def event(self, event: EventBase) -> None:
         """Append one event to ``events.jsonl``."""
         if self.events is not None:
-            self.events.write({"t": round(self.now_s(), 3), "kind": kind, **fields})
+            self.events.write(event)
 
     def _guarded(self, where: str, body: Callable[..., None], *args: Any) -> None:
         """Run one of the run's greenlets so that an exception in it ends the run.
@@ -134,38 +152,39 @@ class LocalRun:
         detail = f"{type(err).__name__}: {err}"[:300]
         failure = f"the {where} failed ({detail})"
         self.error = self.error or failure  # the first failure is the cause
-        self.event("run_error", where=where, error=detail)
+        self.event(RunnerFailed(t=self.t(), where=where, error=detail))
         live.note(f"error: {failure}; stopping the workers and writing the report ({log})")
         self.stop.set(failure, interrupted=True)
 
     # -- set-up -----------------------------------------------------------------------------
-    def _config(self) -> dict[str, Any]:
+    def _config(self) -> RunConfig:
         spec = self.spec
-        return {
-            "run_id": self.dir.name,
-            "started_at": self.t0,
-            "started_at_iso": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.t0)),
-            "plan": {
-                "name": spec.plan.name,
-                "summary": spec.plan.summary,
-                "options": spec.plan_options.model_dump(),
-                "open_loop": spec.plan.open_loop,
-            },
-            "time_scale": spec.time_scale,
-            "target": spec.target.info(),
-            "model": spec.model,
-            "workload": spec.workload.model_dump(mode="json"),
-            "slo": spec.slo.to_json(),
-            "workers": spec.workers,
-            "api_key_env": spec.api_key_env,
-            "max_inflight": spec.max_inflight,
-            "command": spec.command,
-            "versions": {
-                "qwen_stress": _package_version(),
-                "locust": locust_version,
-                "python": platform.python_version(),
-            },
-        }
+        return RunConfig(
+            run_id=self.dir.name,
+            started_at=self.t0,
+            started_at_iso=time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.t0)),
+            plan=PlanInfo(
+                name=spec.plan.name,
+                summary=spec.plan.summary,
+                options=spec.plan_options,
+                open_loop=spec.plan.open_loop,
+            ),
+            time_scale=spec.time_scale,
+            target=spec.target.info(),
+            model=spec.model,
+            workload=spec.workload,
+            slo=spec.slo,
+            workers=spec.workers,
+            api_key_env=spec.api_key_env,
+            max_inflight=spec.max_inflight,
+            command=spec.command,
+            versions=Versions(
+                qwen_stress=_package_version(),
+                locust=locust_version,
+                python=platform.python_version(),
+            ),
+            options=spec.options,
+        )
 
     def _start_workers(self, port: int, user_class: str) -> None:
         spec = self.spec
@@ -248,40 +267,42 @@ class LocalRun:
             if index is not None:
                 collector.forget(index)
             how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            self.event("worker_lost", worker=index, pid=process.pid, detail=f"process {how}")
+            self.event(
+                WorkerLost(t=self.t(), worker=index, pid=process.pid, detail=f"process {how}")
+            )
             live.note(f"worker {index} (pid {process.pid}) {how}; its users move to the others")
         for client_id, node in list(runner.clients.items()):
             index = runner.worker_indexes.get(client_id)
             if node.state == STATE_MISSING and index is not None and index not in self._lost:
                 self._lost.add(index)
                 collector.forget(index)
-                self.event("worker_lost", worker=index, detail="missed its heartbeats")
+                self.event(WorkerLost(t=self.t(), worker=index, detail="missed its heartbeats"))
         alive = [p for p in self.processes if p.poll() is None]
         if not alive and not self._expected_exit:
             self.stop.set("every Locust worker was lost", interrupted=True)
 
-    def _sample(self, runner: MasterRunner, collector: Collector) -> dict[str, Any]:
+    def _sample(self, runner: MasterRunner, collector: Collector) -> TimelineSample:
         step = self.step
-        sample: dict[str, Any] = {
-            "t": round(self.now_s(), 3),
-            "step": self.step_index,
-            "phase": step.phase if step else None,
-            "users": runner.user_count,
-            "target_users": step.users if step else None,
-            "rate": step.rate if step else None,
-            **collector.window(max(self.spec.sample_interval_s, 1.0)),
-            **collector.vitals(),
-            "workers": len(runner.clients.ready)
+        try:
+            target = self.spec.target.poll()
+        except Exception as err:  # a flaky metrics endpoint must not end the run
+            target = TargetMetrics(target_poll_error=str(err)[:200])
+        return TimelineSample(
+            t=self.t(),
+            step=self.step_index,
+            phase=step.phase if step else None,
+            users=runner.user_count,
+            target_users=step.users if step else None,
+            rate=step.rate if step else None,
+            workers=len(runner.clients.ready)
             + len(runner.clients.running)
             + len(runner.clients.spawning),
-            "requests_total": collector.total,
-            "failures_total": collector.failed,
-        }
-        try:
-            sample.update(self.spec.target.poll())
-        except Exception as err:  # a flaky metrics endpoint must not end the run
-            sample["target_poll_error"] = str(err)[:200]
-        return sample
+            requests_total=collector.total,
+            failures_total=collector.failed,
+            **dict(collector.window(max(self.spec.sample_interval_s, 1.0))),
+            **dict(collector.vitals()),
+            **target.model_dump(exclude_none=True),
+        )
 
     def _sampler(
         self, runner: MasterRunner, collector: Collector, timeline: run_files.JsonlWriter
@@ -293,7 +314,7 @@ class LocalRun:
             next_at += interval
             self._check_workers(runner, collector)
             self.last_sample = self._sample(runner, collector)
-            timeline.write(self.last_sample)
+            timeline.write(self.last_sample, exclude_none=True)
 
     def _drive(self, runner: MasterRunner, collector: Collector) -> None:
         spec = self.spec
@@ -308,23 +329,25 @@ class LocalRun:
             self.step, self.step_started = step, self.now_s()
             collector.begin_step(self.step_started)
             self.event(
-                "step_start",
-                index=self.step_index,
-                phase=step.phase,
-                users=step.users,
-                rate=step.rate,
-                planned_s=step.duration_s,
+                StepStart(
+                    t=self.t(),
+                    index=self.step_index,
+                    phase=step.phase,
+                    users=step.users,
+                    rate=step.rate,
+                    planned_s=step.duration_s,
+                )
             )
             live.note(
                 f"step {self.step_index}: {step.phase} at {step.label} for {step.duration_s:.0f} s"
             )
             spawn = self._apply(step, runner, spawn)
             if self.stop.event.wait(timeout=step.duration_s):
-                self.event("step_end", index=self.step_index, live_pass=None)
+                self.event(StepEnd(t=self.t(), index=self.step_index, live_pass=None))
                 return
             self.stop.event.wait(timeout=VERDICT_GRACE_S)
             passed = collector.step_passes(spec.slo, max(self.now_s() - self.step_started, 1e-3))
-            self.event("step_end", index=self.step_index, live_pass=passed)
+            self.event(StepEnd(t=self.t(), index=self.step_index, live_pass=passed))
             if self.stop.event.is_set():
                 return
             try:
@@ -337,7 +360,7 @@ class LocalRun:
         self, runner: MasterRunner, collector: Collector, timeline: run_files.JsonlWriter
     ) -> None:
         self.last_sample = self._sample(runner, collector)
-        timeline.write(self.last_sample)
+        timeline.write(self.last_sample, exclude_none=True)
 
     # -- tear-down ----------------------------------------------------------------------------
     def _stop_workers(self, runner: MasterRunner) -> None:
@@ -424,7 +447,7 @@ class LocalRun:
             self._wait_for_workers(runner)
             if self.stop.event.is_set():
                 return
-            self.event("workers_ready", workers=spec.workers)
+            self.event(WorkersReady(t=self.t(), workers=spec.workers))
             sampler = gevent.spawn(
                 self._guarded, "sampler", self._sampler, runner, collector, timeline
             )
@@ -442,9 +465,11 @@ class LocalRun:
                     "last timeline sample", self._last_sample, runner, collector, timeline
                 )
             self.event(
-                "finished",
-                interrupted=self.stop.interrupted or not self.stop.reason,
-                stop_reason=self.stop.reason or "the run failed",
+                Finished(
+                    t=self.t(),
+                    interrupted=self.stop.interrupted or not self.stop.reason,
+                    stop_reason=self.stop.reason or "the run failed",
+                )
             )
             for writer in (requests, timeline, self.events):
                 writer.close()

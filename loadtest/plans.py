@@ -14,12 +14,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from loadtest.metric_text import load_label
-
 Phase = Literal[
     "baseline", "ramp", "settle", "soak", "cooldown", "spike", "recovery", "fixed", "rate"
 ]
 StepGenerator = Generator["Step", bool | None, None]
+
+
+def load_label(users: int | None, rate: float | None) -> str:
+    """How a step's offered load reads, live and in reports: ``150 users`` or ``4 req/s``."""
+    return f"{rate:g} req/s" if rate is not None else f"{users} users"
 
 
 @dataclass(frozen=True)
@@ -37,13 +40,13 @@ class Step:
     @property
     def label(self) -> str:
         """How the live line and the report name the load of this step."""
-        return load_label({"users": self.users, "rate": self.rate})
+        return load_label(self.users, self.rate)
 
 
 class PlanOptions(BaseModel):
     """Every knob a plan may read; durations are already multiplied by the time scale."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     baseline_users: int = Field(default=50, ge=1)
     step_users: int = Field(default=50, ge=1)

@@ -8,12 +8,13 @@ arrive from the workers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
-from loadtest.run_files import read_jsonl
+from pydantic import TypeAdapter
+
+from loadtest.run_files import JsonlRead, read_jsonl
 
 REASON_TIMEOUT = "timeout"
 REASON_CONNECTION = "connection"
@@ -40,6 +41,42 @@ def refused_outright(status: int, reason: str | None) -> bool:
     if reason == REASON_CONNECTION:
         return True
     return 400 <= status < 500 and status not in _LOAD_DEPENDENT_4XX
+
+
+class RecordDict(TypedDict):
+    """A record as one line of ``requests.jsonl`` and in a worker's batch (TPOT derived)."""
+
+    start: float
+    ok: bool
+    task: str
+    endpoint: str
+    worker: int
+    status: int
+    reason: str | None
+    detail: str | None
+    ttft_ms: float | None
+    e2e_ms: float | None
+    itl_ms: list[float]
+    prompt_tokens: int | None
+    output_tokens: int | None
+    usage: bool
+    late_ms: float | None
+    tpot_ms: float | None
+
+
+class RecordBatch(TypedDict):
+    """What a worker sends the master every half second: its records and its vital signs."""
+
+    worker: int
+    pid: int
+    records: list[RecordDict]
+    cpu: float
+    """Percent of one core since the last batch."""
+    open: list[tuple[float, float | None]]
+    """``(send time, TTFT ms or None)`` of its open requests (lists once sent)."""
+    arrivals: int
+    dropped: int
+    late: int
 
 
 @dataclass(slots=True)
@@ -82,24 +119,60 @@ class RequestRecord:
             return None
         return (self.e2e_ms - self.ttft_ms) / (self.output_tokens - 1)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> RecordDict:
         """The record as written to ``requests.jsonl`` (with the derived TPOT)."""
-        # Field by field: dataclasses.asdict deep-copies the ITL list, once per float.
-        data = {name: getattr(self, name) for name in _FIELDS}
-        data["tpot_ms"] = self.tpot_ms
-        return data
+        # Field by field, no validation: workers write thousands a second (dataclasses.asdict
+        # would deep-copy the ITL list, once per float).
+        return RecordDict(
+            start=self.start,
+            ok=self.ok,
+            task=self.task,
+            endpoint=self.endpoint,
+            worker=self.worker,
+            status=self.status,
+            reason=self.reason,
+            detail=self.detail,
+            ttft_ms=self.ttft_ms,
+            e2e_ms=self.e2e_ms,
+            itl_ms=self.itl_ms,
+            prompt_tokens=self.prompt_tokens,
+            output_tokens=self.output_tokens,
+            usage=self.usage,
+            late_ms=self.late_ms,
+            tpot_ms=self.tpot_ms,
+        )
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RequestRecord:
-        """Read a record back; derived and unknown keys are ignored so old files still load."""
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def from_json(cls, data: RecordDict) -> RequestRecord:
+        """A record from a batch of this version's workers (the derived TPOT is dropped)."""
+        return cls(
+            start=data["start"],
+            ok=data["ok"],
+            task=data["task"],
+            endpoint=data["endpoint"],
+            worker=data["worker"],
+            status=data["status"],
+            reason=data["reason"],
+            detail=data["detail"],
+            ttft_ms=data["ttft_ms"],
+            e2e_ms=data["e2e_ms"],
+            itl_ms=data["itl_ms"],
+            prompt_tokens=data["prompt_tokens"],
+            output_tokens=data["output_tokens"],
+            usage=data["usage"],
+            late_ms=data["late_ms"],
+        )
 
 
-_FIELDS = tuple(f.name for f in fields(RequestRecord))
+_LINE = TypeAdapter(RequestRecord)
+"""Reads one line of ``requests.jsonl`` by the dataclass's own types; keys it lacks take their
+defaults, keys it does not know (the derived ``tpot_ms``, a newer version's) are ignored."""
 
 
-def read(path: Path) -> Iterator[RequestRecord]:
-    """Every record of a ``requests.jsonl``; a truncated last line (killed run) is skipped."""
-    for data in read_jsonl(path):
-        yield RequestRecord.from_json(data)
+def read(path: Path) -> JsonlRead[RequestRecord]:
+    """Every record of a ``requests.jsonl``, and how many lines could not be read.
+
+    A torn last line (a killed run leaves one) counts as unreadable, as does a line whose
+    fields have the wrong types.
+    """
+    return read_jsonl(path, _LINE.validate_json)

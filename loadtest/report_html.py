@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import html
 import math
-from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import plotly.graph_objects as go
@@ -22,13 +22,14 @@ from loadtest.metric_text import (
     cost_line,
     failure_lines,
     headline,
-    load_label,
     ms,
     pct,
     slo_text,
     warnings,
 )
+from loadtest.plans import load_label
 from loadtest.records import RequestRecord
+from loadtest.schema import Autoscaling, Distribution, StepStats, Summary, TimelineSample
 
 _COLUMNS = (
     "step", "phase", "load", "window", "requests", "failures", "success", "RPS", "goodput",
@@ -39,13 +40,13 @@ _PASS = "rgba(46, 160, 67, 0.08)"
 _FAIL = "rgba(218, 54, 51, 0.10)"
 
 
-def _shade_steps(fig: go.Figure, steps: list[dict[str, Any]], rows: int = 1) -> None:
+def _shade_steps(fig: go.Figure, steps: list[StepStats], rows: int = 1) -> None:
     for step in steps:
         for row in range(1, rows + 1):
             fig.add_vrect(
-                x0=step["start_s"],
-                x1=step["end_s"],
-                fillcolor=_PASS if step["slo_pass"] else _FAIL,
+                x0=step.start_s,
+                x1=step.end_s,
+                fillcolor=_PASS if step.slo_pass else _FAIL,
                 line_width=0,
                 layer="below",
                 row=row if rows > 1 else None,
@@ -69,68 +70,93 @@ def _layout(fig: go.Figure, title: str, y: str) -> go.Figure:
 _BUCKET_PERCENTILES = (50, 90, 99)
 
 
-def _buckets(recs: list[RequestRecord], t0: float, run_s: float) -> dict[str, Any]:
+@dataclass
+class _Bucket:
+    ttft: list[float] = field(default_factory=list)
+    e2e: list[float] = field(default_factory=list)
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class _Buckets:
+    """Requests by send time in buckets of ``width`` seconds: percentiles and failures each."""
+
+    width: float
+    t: list[float]
+    percentiles: dict[tuple[str, int], list[float | None]]
+    """``(metric, percentile)`` -> one value per bucket (None: no success in it)."""
+    failures_per_s: list[float]
+
+
+def _percentiles(values: list[float]) -> list[float | None]:
+    if not values:
+        return [None] * len(_BUCKET_PERCENTILES)
+    return [float(v) for v in np.percentile(values, _BUCKET_PERCENTILES)]
+
+
+def _buckets(recs: list[RequestRecord], t0: float, run_s: float) -> _Buckets:
     width = max(2.0, math.ceil(run_s / 80.0))
-    by_bucket: dict[int, dict[str, list[float]]] = {}
-    failures: Counter[int] = Counter()
+    by_bucket: dict[int, _Bucket] = {}
     for r in recs:
-        key = int((r.start - t0) // width)
-        b = by_bucket.setdefault(key, {"ttft": [], "e2e": []})
-        if r.ok:
-            if r.ttft_ms is not None:
-                b["ttft"].append(r.ttft_ms)
-            if r.e2e_ms is not None:
-                b["e2e"].append(r.e2e_ms)
-        else:
-            failures[key] += 1
+        b = by_bucket.setdefault(int((r.start - t0) // width), _Bucket())
+        if not r.ok:
+            b.failures += 1
+        if r.ok and r.ttft_ms is not None:
+            b.ttft.append(r.ttft_ms)
+        if r.ok and r.e2e_ms is not None:
+            b.e2e.append(r.e2e_ms)
     keys = sorted(by_bucket)
-    out: dict[str, Any] = {"t": [(k + 0.5) * width for k in keys], "width": width}
+    percentiles: dict[tuple[str, int], list[float | None]] = {}
     for metric in ("ttft", "e2e"):
         points = [
-            np.percentile(values, _BUCKET_PERCENTILES) if (values := by_bucket[k][metric]) else None
-            for k in keys
+            _percentiles(by_bucket[k].ttft if metric == "ttft" else by_bucket[k].e2e) for k in keys
         ]
         for i, p in enumerate(_BUCKET_PERCENTILES):
-            out[f"{metric}_p{p}"] = [float(v[i]) if v is not None else None for v in points]
-    out["failures_per_s"] = [failures[k] / width for k in keys]
-    return out
+            percentiles[metric, p] = [v[i] for v in points]
+    return _Buckets(
+        width=width,
+        t=[(k + 0.5) * width for k in keys],
+        percentiles=percentiles,
+        failures_per_s=[by_bucket[k].failures / width for k in keys],
+    )
+
+
+Series = Callable[[TimelineSample], float | None]
+"""One figure of the timeline, drawn as a line."""
 
 
 def _figures(
-    summary: dict[str, Any], timeline: list[dict[str, Any]], recs: list[RequestRecord], t0: float
+    summary: Summary, timeline: list[TimelineSample], recs: list[RequestRecord], t0: float
 ) -> list[go.Figure]:
-    steps = summary["steps"]
-    t = [s["t"] for s in timeline]
+    steps = summary.steps
+    t = [s.t for s in timeline]
     figures = []
 
+    def line(read: Series) -> list[float | None]:
+        return [read(s) for s in timeline]
+
     load = make_subplots(specs=[[{"secondary_y": True}]])
-    load.add_trace(
-        go.Scatter(x=t, y=[s.get("users") for s in timeline], name="users"), secondary_y=False
-    )
-    if any(s.get("inflight") is not None for s in timeline):
+    load.add_trace(go.Scatter(x=t, y=line(lambda s: s.users), name="users"), secondary_y=False)
+    if any(s.inflight is not None for s in timeline):
         load.add_trace(
-            go.Scatter(
-                x=t, y=[s.get("inflight") for s in timeline], name="in flight", line={"dash": "dot"}
-            ),
+            go.Scatter(x=t, y=line(lambda s: s.inflight), name="in flight", line={"dash": "dot"}),
             secondary_y=False,
         )
-    load.add_trace(
-        go.Scatter(x=t, y=[s.get("rps") for s in timeline], name="requests/s"), secondary_y=True
-    )
+    load.add_trace(go.Scatter(x=t, y=line(lambda s: s.rps), name="requests/s"), secondary_y=True)
     _shade_steps(load, steps)
     _layout(load, "Users and requests per second", "users")
     load.update_yaxes(title_text="requests/s", secondary_y=True)
     figures.append(load)
 
-    b = _buckets(recs, t0, summary["duration_s"])
+    b = _buckets(recs, t0, summary.duration_s)
     # TTFT is tens to hundreds of ms, E2E seconds: on one axis TTFT would be a flat line.
     lat = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
     for row, (metric, dash) in enumerate((("ttft", None), ("e2e", "dot")), start=1):
         for p in (50, 90, 99):
             lat.add_trace(
                 go.Scatter(
-                    x=b["t"],
-                    y=b[f"{metric}_p{p}"],
+                    x=b.t,
+                    y=b.percentiles[metric, p],
                     name=f"{metric.upper()} p{p}",
                     line={"dash": dash},
                 ),
@@ -138,7 +164,7 @@ def _figures(
                 col=1,
             )
     _shade_steps(lat, steps, rows=2)
-    _layout(lat, f"TTFT and E2E percentiles ({b['width']:g} s buckets, by send time)", "ms")
+    _layout(lat, f"TTFT and E2E percentiles ({b.width:g} s buckets, by send time)", "ms")
     lat.update_layout(height=520)
     lat.update_yaxes(title_text="TTFT ms", row=1, col=1)
     lat.update_yaxes(title_text="E2E ms", row=2, col=1)
@@ -146,37 +172,49 @@ def _figures(
     figures.append(lat)
 
     tokens = go.Figure(
-        go.Scatter(x=t, y=[s.get("output_tokens_per_s") for s in timeline], name="output tokens/s")
+        go.Scatter(x=t, y=line(lambda s: s.output_tokens_per_s), name="output tokens/s")
     )
     _shade_steps(tokens, steps)
     figures.append(_layout(tokens, "Output tokens per second", "tokens/s"))
 
     errors = go.Figure(
-        go.Bar(x=b["t"], y=b["failures_per_s"], name="failed requests/s", marker_color="#da3633")
+        go.Bar(x=b.t, y=b.failures_per_s, name="failed requests/s", marker_color="#da3633")
     )
     _shade_steps(errors, steps)
     _layout(errors, "Failed requests per second (by send time)", "failures/s")
     errors.update_yaxes(rangemode="tozero")  # with no failure at all, 0 sits at the bottom
     figures.append(errors)
 
-    scaled = any(s.get("desired_replicas") is not None for s in timeline)
+    scaled = any(s.desired_replicas is not None for s in timeline)
     if scaled:
-        figures.append(_autoscaling(t, timeline, steps, summary.get("autoscaling")))
+        figures.append(_autoscaling(t, timeline, steps, summary.autoscaling))
     # With the autoscaling chart drawn, the replica counts are there already.
-    shown = ["replicas", "ready_replicas", "nodes"] * (not scaled) + ["queue", "running"]
-    fleet_keys = [k for k in shown if any(s.get(k) is not None for s in timeline)]
-    if fleet_keys:
+    counts: list[tuple[str, Series]] = [
+        ("replicas", lambda s: s.replicas),
+        ("ready_replicas", lambda s: s.ready_replicas),
+        ("nodes", lambda s: s.nodes),
+    ]
+    shown = counts * (not scaled) + [("queue", lambda s: s.queue), ("running", lambda s: s.running)]
+    # --url without --prometheus: one pod's gauges, drawn under their own names.
+    shown += [("pod_queue", lambda s: s.pod_queue), ("pod_running", lambda s: s.pod_running)]
+    drawn = [(name, line(read)) for name, read in shown]
+    fleet_lines = [(name, values) for name, values in drawn if any(v is not None for v in values)]
+    if fleet_lines:
         fleet = make_subplots(specs=[[{"secondary_y": True}]])
-        for key in fleet_keys:
-            fleet.add_trace(
-                go.Scatter(x=t, y=[s.get(key) for s in timeline], name=key), secondary_y=False
-            )
-        by_replica = sorted({n for s in timeline for n in s.get("kv_usage_by_replica") or {}})
+        for name, values in fleet_lines:
+            fleet.add_trace(go.Scatter(x=t, y=values, name=name), secondary_y=False)
+        by_replica = sorted({n for s in timeline for n in s.kv_usage_by_replica or {}})
         kv_lines = [
-            (f"KV {name}", [(s.get("kv_usage_by_replica") or {}).get(name) for s in timeline])
+            (f"KV {name}", [(s.kv_usage_by_replica or {}).get(name) for s in timeline])
             for name in by_replica
-        ] or [("KV cache usage", [s.get("kv_usage") for s in timeline])]
-        if any(v is not None for _, values in kv_lines for v in values):
+        ] or [
+            ("KV cache usage", line(lambda s: s.kv_usage)),
+            ("KV cache usage (one pod)", line(lambda s: s.pod_kv_usage)),
+        ]
+        kv_lines = [
+            (name, values) for name, values in kv_lines if any(v is not None for v in values)
+        ]
+        if kv_lines:
             for name, values in kv_lines:
                 fleet.add_trace(
                     go.Scatter(x=t, y=values, name=name, line={"dash": "dot"}), secondary_y=True
@@ -189,22 +227,23 @@ def _figures(
 
 def _autoscaling(
     t: list[float],
-    timeline: list[dict[str, Any]],
-    steps: list[dict[str, Any]],
-    figures: dict[str, Any] | None,
+    timeline: list[TimelineSample],
+    steps: list[StepStats],
+    figures: Autoscaling | None,
 ) -> go.Figure:
     """Desired, ready and pending replicas and nodes as steps, users behind, scale-outs shaded."""
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    for key, name, dash in (
-        ("desired_replicas", "desired replicas", "dash"),
-        ("ready_replicas", "ready replicas", None),
-        ("pending_replicas", "pending replicas", "dot"),
-        ("nodes", "GPU nodes", "dashdot"),
-    ):
+    series: list[tuple[Series, str, str | None]] = [
+        (lambda s: s.desired_replicas, "desired replicas", "dash"),
+        (lambda s: s.ready_replicas, "ready replicas", None),
+        (lambda s: s.pending_replicas, "pending replicas", "dot"),
+        (lambda s: s.nodes, "GPU nodes", "dashdot"),
+    ]
+    for read, name, dash in series:
         fig.add_trace(
             go.Scatter(
                 x=t,
-                y=[s.get(key) for s in timeline],
+                y=[read(s) for s in timeline],
                 name=name,
                 line={"shape": "hv", "dash": dash},
             ),
@@ -213,17 +252,17 @@ def _autoscaling(
     fig.add_trace(
         go.Scatter(
             x=t,
-            y=[s.get("users") for s in timeline],
+            y=[s.users for s in timeline],
             name="users",
             line={"color": "rgba(120,120,120,0.5)"},
         ),
         secondary_y=True,
     )
     _shade_steps(fig, steps)
-    for episode in (figures or {}).get("scale_outs", []):
+    for episode in figures.scale_outs if figures is not None else []:
         fig.add_vrect(
-            x0=episode["start_s"],
-            x1=episode["end_s"],
+            x0=episode.start_s,
+            x1=episode.end_s,
             line={"color": "#8250df", "width": 1, "dash": "dot"},
             layer="below",
         )
@@ -232,39 +271,42 @@ def _autoscaling(
     return fig
 
 
-def _table(steps: list[dict[str, Any]]) -> str:
+def _stat(d: Distribution | None, name: str) -> str:
+    return ms(d.stat(name) if d is not None else None)
+
+
+def _table(steps: list[StepStats]) -> str:
     head = "<tr>" + "".join(f"<th>{h}</th>" for h in _COLUMNS) + "</tr>"
     rows = []
     for s in steps:
-        d = {k: s[k] or {} for k in ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms")}
-        failed = [c["key"] for c in s["slo_checks"] if not c["pass"]]
-        verdict = "pass" if s["slo_pass"] else "fail: " + ", ".join(failed)
-        reasons = ", ".join(f"{k} {v}" for k, v in s["failures_by_reason"].items())
-        cpu = "-" if s["worker_cpu_pct"] is None else f"{s['worker_cpu_pct']:.0f}%"
+        failed = [c.key for c in s.slo_checks if not c.passed]
+        verdict = "pass" if s.slo_pass else "fail: " + ", ".join(failed)
+        reasons = ", ".join(f"{k} {v}" for k, v in s.failures_by_reason.items())
+        cpu = "-" if s.worker_cpu_pct is None else f"{s.worker_cpu_pct:.0f}%"
         cells = [
-            s["index"],
-            s["phase"],
-            load_label(s),
-            f"{s['start_s']:.0f}-{s['end_s']:.0f} s",
-            s["requests"],
-            f"{s['failures']} {reasons}".strip(),
-            pct(s["success_rate"]),
-            f"{s['rps']:.2f}",
-            f"{s['goodput_rps']:.2f}",
-            f"{s['output_tokens_per_s']:.0f}",
-            ms(d["ttft_ms"].get("avg")),
-            ms(d["ttft_ms"].get("p50")),
-            ms(d["ttft_ms"].get("p99")),
-            ms(d["itl_ms"].get("p50")),
-            ms(d["itl_ms"].get("p99")),
-            ms(d["tpot_ms"].get("p50")),
-            ms(d["e2e_ms"].get("p50")),
-            ms(d["e2e_ms"].get("p99")),
+            s.index,
+            s.phase,
+            load_label(s.users, s.rate),
+            f"{s.start_s:.0f}-{s.end_s:.0f} s",
+            s.requests,
+            f"{s.failures} {reasons}".strip(),
+            pct(s.success_rate),
+            f"{s.rps:.2f}",
+            f"{s.goodput_rps:.2f}",
+            f"{s.output_tokens_per_s:.0f}",
+            _stat(s.ttft_ms, "mean"),
+            _stat(s.ttft_ms, "p50"),
+            _stat(s.ttft_ms, "p99"),
+            _stat(s.itl_ms, "p50"),
+            _stat(s.itl_ms, "p99"),
+            _stat(s.tpot_ms, "p50"),
+            _stat(s.e2e_ms, "p50"),
+            _stat(s.e2e_ms, "p99"),
             cpu,
             verdict,
         ]
-        css = "pass" if s["slo_pass"] else "fail"
-        flag = " cpu" if s["cpu_flag"] else ""
+        css = "pass" if s.slo_pass else "fail"
+        flag = " cpu" if s.cpu_flag else ""
         rows.append(
             f'<tr class="{css}{flag}">'
             + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
@@ -289,8 +331,8 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.25rem 1rem} dt{font-
 
 
 def render(
-    summary: dict[str, Any],
-    timeline: list[dict[str, Any]],
+    summary: Summary,
+    timeline: list[TimelineSample],
     recs: list[RequestRecord],
     t0: float,
 ) -> str:
@@ -300,31 +342,31 @@ def render(
         pio.to_html(fig, include_plotlyjs=(i == 0), full_html=False, config={"displaylogo": False})
         for i, fig in enumerate(figures)
     ]
-    target = summary["target"]
     cost = cost_line(summary)
-    verdict = summary["verdict"]
+    verdict = summary.verdict
     esc = html.escape
+    workers = "" if summary.workers is None else f"{summary.workers} Locust worker(s); "
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>qwen-stress {esc(summary['run_id'])}</title><style>{_CSS}</style></head><body>",
-        f"<h1>qwen-stress load test <code>{esc(summary['run_id'])}</code></h1>",
+        f"<title>qwen-stress {esc(summary.run_id)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>qwen-stress load test <code>{esc(summary.run_id)}</code></h1>",
         f"<div class='headline'>{esc(headline(summary))}</div>",
         "<p class='meta'>"
-        f"Plan <b>{esc(summary['plan'])}</b> ({esc(summary['plan_summary'])}); "
-        f"target {esc(str(target.get('description', target.get('url'))))}; "
-        f"{summary['workers']} Locust worker(s); {summary['duration_s']:.0f} s of load"
-        + (f" at time scale {summary['time_scale']:g}" if summary["time_scale"] != 1 else "")
-        + f"; {summary['overall']['requests']} requests.<br>"
-        f"SLOs: {esc(slo_text(summary['slo']))}. "
-        f"CI verdict: <b>{'pass' if verdict['pass'] else 'fail'}</b>"
-        f" ({esc(verdict['rule'])}).</p>",
+        f"Plan <b>{esc(summary.plan)}</b> ({esc(summary.plan_summary)}); "
+        f"target {esc(summary.target.label)}; "
+        f"{workers}{summary.duration_s:.0f} s of load"
+        + (f" at time scale {summary.time_scale:g}" if summary.time_scale != 1 else "")
+        + f"; {summary.overall.requests} requests.<br>"
+        f"SLOs: {esc(slo_text(summary.slo))}. "
+        f"CI verdict: <b>{'pass' if verdict.passed else 'fail'}</b>"
+        f" ({esc(verdict.rule)}).</p>",
     ]
     if cost:
         parts.append(f"<p>{esc(cost)}</p>")
     parts += [f"<p>{esc(line)}</p>" for line in autoscaling_lines(summary)]
     parts += [f"<p>{esc(line)}</p>" for line in failure_lines(summary)]
     parts += [f"<div class='warn'>{esc(w)}</div>" for w in warnings(summary)]
-    parts += ["<h2>Load steps</h2>", _table(summary["steps"]), "<h2>Over time</h2>", *charts]
+    parts += ["<h2>Load steps</h2>", _table(summary.steps), "<h2>Over time</h2>", *charts]
     parts.append("<h2>Metric definitions</h2><dl>")
     parts += [f"<dt>{esc(name)}</dt><dd>{esc(text)}</dd>" for name, text in DEFINITIONS]
     parts.append("</dl></body></html>")

@@ -2,54 +2,54 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from loadtest.metric_text import (
     DEFINITIONS,
     autoscaling_lines,
     cost_line,
     failure_lines,
     headline,
-    load_label,
     ms,
     pct,
     slo_text,
     warnings,
 )
+from loadtest.plans import load_label
+from loadtest.schema import Distribution, StepStats, Summary
 
 
-def _row(step: dict[str, Any]) -> str:
-    ttft = step["ttft_ms"] or {}
-    itl = step["itl_ms"] or {}
-    e2e = step["e2e_ms"] or {}
-    verdict = "pass" if step["slo_pass"] else "**fail**"
+def _stat(d: Distribution | None, name: str) -> str:
+    return ms(d.stat(name) if d is not None else None)
+
+
+def _row(step: StepStats) -> str:
+    verdict = "pass" if step.slo_pass else "**fail**"
     return (
-        f"| {step['index']} | {step['phase']} | {load_label(step)} | {step['requests']} | "
-        f"{pct(step['success_rate'])} | {step['rps']:.2f} | {step['output_tokens_per_s']:.0f} | "
-        f"{ms(ttft.get('avg'))} | {ms(ttft.get('p99'))} | {ms(itl.get('p50'))} | "
-        f"{ms(e2e.get('p99'))} | {verdict} |"
+        f"| {step.index} | {step.phase} | {load_label(step.users, step.rate)} | "
+        f"{step.requests} | {pct(step.success_rate)} | {step.rps:.2f} | "
+        f"{step.output_tokens_per_s:.0f} | {_stat(step.ttft_ms, 'mean')} | "
+        f"{_stat(step.ttft_ms, 'p99')} | {_stat(step.itl_ms, 'p50')} | "
+        f"{_stat(step.e2e_ms, 'p99')} | {verdict} |"
     )
 
 
-def render(summary: dict[str, Any]) -> str:
+def render(summary: Summary) -> str:
     """The Markdown report."""
-    target = summary["target"]
     lines = [
-        f"## qwen-stress run `{summary['run_id']}`",
+        f"## qwen-stress run `{summary.run_id}`",
         "",
         f"**{headline(summary)}**",
         "",
-        f"Plan `{summary['plan']}` against {target.get('description', target.get('url'))}, "
-        f"{summary['duration_s']:.0f} s of load, {summary['overall']['requests']} requests. "
-        f"CI verdict: **{'pass' if summary['verdict']['pass'] else 'fail'}** "
-        f"({summary['verdict']['rule']}).",
+        f"Plan `{summary.plan}` against {summary.target.label}, "
+        f"{summary.duration_s:.0f} s of load, {summary.overall.requests} requests. "
+        f"CI verdict: **{'pass' if summary.verdict.passed else 'fail'}** "
+        f"({summary.verdict.rule}).",
         "",
-        f"SLOs: {slo_text(summary['slo'])}.",
+        f"SLOs: {slo_text(summary.slo)}.",
         "",
         "| step | phase | load | requests | success | RPS | tok/s | TTFT avg | TTFT p99 "
         "| ITL p50 | E2E p99 | SLO |",
         "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-        *(_row(s) for s in summary["steps"]),
+        *(_row(s) for s in summary.steps),
         "",
     ]
     for line in failure_lines(summary):

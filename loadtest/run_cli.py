@@ -9,49 +9,41 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 
-from domain.durations import DurationError, parse_duration
 from domain.vllm_args import API_KEY_ENV
 from loadtest import plans, run_files, slo, workload
 from loadtest.run_spec import RunSpec
-from loadtest.targets import FleetTarget, Target, TargetError, UrlTarget, list_models
+from loadtest.schema import LOCAL_TIME_SCALE, AutoscalingInfo, OptionsError, RunOptions, Summary
+from loadtest.targets import (
+    POD_METRICS_NOTE,
+    FleetTarget,
+    Target,
+    TargetError,
+    UrlTarget,
+    list_models,
+)
+
+if TYPE_CHECKING:  # the runner imports Locust: loaded only once a run starts
+    from loadtest.cluster_target import ClusterTarget
+    from loadtest.local_runner import RunOutcome
 
 EXIT_SLO_FAILED = 1
 EXIT_RUN_FAILED = 1
 """The runner failed mid-run (its plan driver or sampler); the report of what ran is written."""
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
-LOCAL_TIME_SCALE = 0.1
-"""Local rehearsals run the plan ten times faster unless told otherwise."""
 DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
 DEFAULT_GPU = "A10G"
 
 
 class UsageError(ValueError):
     """A flag is wrong; printed as one line, exit code 2."""
-
-
-def seconds(flag: str, text: str) -> float:
-    """``90``, ``90s``, ``2m``, ``1h30m`` -> seconds; a clear error otherwise."""
-    try:
-        return parse_duration(text)
-    except DurationError:
-        raise UsageError(f"{flag} {text!r}: write a duration like 30s, 2m or 1h30m") from None
-
-
-def _rates(text: str | None) -> list[float]:
-    if not text:
-        return []
-    try:
-        return [float(r) for r in text.split(",") if r.strip()]
-    except ValueError:
-        raise UsageError(f"--rate {text!r}: write requests per second, like 2 or 1,2,4") from None
 
 
 def _fail(message: str) -> typer.Exit:
@@ -88,7 +80,8 @@ def _local_target(
     except FleetUsageError as err:
         raise UsageError(str(err)) from None
     source = ["--config", str(config)] if config else ["--model", spec.model, "--gpu", spec.gpu]
-    return FleetTarget(spec.describe(), source, time_scale, out / "logs" / "target.log", api_key)
+    fleet = AutoscalingInfo.model_validate(spec.describe())
+    return FleetTarget(fleet, source, time_scale, out / "logs" / "target.log", api_key)
 
 
 def run(  # noqa: PLR0917 - typer maps each parameter to a flag
@@ -119,7 +112,8 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
     config: Annotated[
         Path | None,
         typer.Option(
-            help="Pulumi.<stack>.yaml to rehearse locally: model, GPU, node group, autoscaling."
+            help="Pulumi.<stack>.yaml to rehearse locally: model, GPU, node group, autoscaling "
+            "(with --url and --prometheus: the stack whose cluster is read)."
         ),
     ] = None,
     plan: Annotated[
@@ -159,13 +153,13 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
             f"{LOCAL_TIME_SCALE} locally)."
         ),
     ] = None,
-    workers: Annotated[int, typer.Option(help="Locust worker processes.", min=1, max=64)] = 2,
+    workers: Annotated[int, typer.Option(help="Locust worker processes (1-64).")] = 2,
     workload_file: Annotated[
         Path | None,
         typer.Option("--workload", help="Workload mix (YAML); default: the built-in mix."),
     ] = None,
     max_tokens: Annotated[
-        int | None, typer.Option(help="Fix every task's max_tokens to N.", min=1)
+        int | None, typer.Option(help="Fix every task's max_tokens to N.")
     ] = None,
     endpoint: Annotated[
         str | None,
@@ -184,19 +178,55 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
     max_inflight: Annotated[
         int,
         typer.Option(
-            help="poisson plan: open requests at most; arrivals beyond are dropped and counted.",
-            min=1,
+            help="poisson plan: open requests at most, split over the workers; arrivals "
+            "beyond are dropped and counted."
         ),
     ] = 1000,
     out: Annotated[
         Path | None, typer.Option(help="Run directory to create (default runs/<timestamp>-<plan>).")
     ] = None,
+    prometheus: Annotated[
+        str | None,
+        typer.Option(
+            help="With --url and --config: Prometheus of the stack's cluster; the timeline gets "
+            "its replicas, nodes, queue and GPU-hours (else only one pod's /metrics)."
+        ),
+    ] = None,
 ) -> None:
     """Run a load plan with distributed Locust and write the run directory and reports."""
     try:
-        spec = _spec(locals())
-    except (UsageError, workload.WorkloadError, slo.SloError, plans.PlanError, TargetError) as err:
+        options = RunOptions.from_flags(
+            url=url,
+            api_key_env=api_key_env,
+            model=model,
+            gpu=gpu,
+            config=config,
+            plan=plan,
+            users=users,
+            spawn_rate=spawn_rate,
+            duration=duration,
+            rate=rate,
+            step_duration=step_duration,
+            baseline_users=baseline_users,
+            step_users=step_users,
+            max_users=max_users,
+            soak=soak,
+            time_scale=time_scale,
+            workers=workers,
+            workload=workload_file,
+            max_tokens=max_tokens,
+            endpoint=endpoint,
+            slo=slo_text,
+            fail_on_slo=fail_on_slo,
+            max_inflight=max_inflight,
+            out=out,
+            prometheus=prometheus,
+        )
+        spec = _spec(options)
+    except (OptionsError, UsageError, workload.WorkloadError, plans.PlanError, TargetError) as err:
         raise _fail(str(err)) from None
+    if isinstance(spec.target, UrlTarget):
+        typer.secho(f"note: {POD_METRICS_NOTE}", fg=typer.colors.YELLOW, err=True)
     summary, outcome = _execute(spec)
     if outcome.error:
         typer.secho(
@@ -208,11 +238,11 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
         raise typer.Exit(EXIT_RUN_FAILED)
     if outcome.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
-    if fail_on_slo and not summary["verdict"]["pass"]:
+    if options.fail_on_slo and not summary.verdict.passed:
         raise typer.Exit(EXIT_SLO_FAILED)
 
 
-def _execute(spec: RunSpec) -> tuple[dict[str, Any], Any]:
+def _execute(spec: RunSpec) -> tuple[Summary, RunOutcome]:
     """Run, analyse, print; only here is Locust imported (it patches the stdlib for gevent)."""
     from loadtest.local_runner import LocalRun, RunError  # noqa: PLC0415
     from loadtest.summary import write  # noqa: PLC0415
@@ -230,125 +260,74 @@ def _execute(spec: RunSpec) -> tuple[dict[str, Any], Any]:
     return summary, outcome
 
 
-_PLAN_FLAGS = {
-    "baseline_users": "baseline_users",
-    "step_users": "step_users",
-    "max_users": "max_users",
-    "step_duration_s": "step_duration",
-    "soak_s": "soak",
-    "spawn_rate": "spawn_rate",
-    "users": "users",
-    "duration_s": "duration",
-    "rates": "rate",
-}
-"""``PlanOptions`` field -> the ``run`` parameter it comes from."""
-
-
-def _plan_options(args: dict[str, Any], scale: float) -> plans.PlanOptions:
-    """The plan's options from the flags; an out-of-range value is named by its flag."""
-    try:
-        return plans.PlanOptions(
-            baseline_users=args["baseline_users"],
-            step_users=args["step_users"],
-            max_users=args["max_users"],
-            step_duration_s=seconds("--step-duration", args["step_duration"]) * scale,
-            soak_s=seconds("--soak", args["soak"]) * scale,
-            spawn_rate=args["spawn_rate"],
-            users=args["users"],
-            duration_s=(
-                seconds("--duration", args["duration"]) * scale if args["duration"] else None
-            ),
-            rates=_rates(args["rate"]),
-        )
-    except ValidationError as err:
-        first = err.errors()[0]
-        param = _PLAN_FLAGS[str(first["loc"][0])]
-        flag = "--" + param.replace("_", "-")
-        raise UsageError(f"{flag} {args[param]}: {first['msg'].lower()}") from None
-
-
-_PLANS_OF = {"users": ("fixed", "soak"), "duration": ("fixed",), "rate": ("poisson",)}
-"""Flags that only some plans read: given to another plan they would be silently ignored."""
-
-
-def _plan_name(args: dict[str, Any]) -> str:
-    """``--plan``, else the plan the load flags imply; a flag the plan would ignore is refused."""
-    name: str = args["plan"] or (
-        "poisson"
-        if args["rate"]
-        else "fixed"
-        if args["users"] is not None or args["duration"]
-        else "capacity"
+def _spec(options: RunOptions) -> RunSpec:
+    """Resolve the checked flags: read the workload file, start nothing, ask the endpoint once."""
+    mix = (
+        workload.load(options.workload)
+        .with_max_tokens(options.max_tokens)
+        .with_endpoint(options.endpoint)
     )
-    for param, readers in _PLANS_OF.items():
-        if args[param] is not None and name in plans.PLANS and name not in readers:
-            raise UsageError(
-                f"--{param} is read by the {' and '.join(readers)} plan"
-                f"{'s' if len(readers) > 1 else ''} only, not by {name}; drop it or pass "
-                f"--plan {readers[0]}"
-            )
-    return name
-
-
-def _spec(args: dict[str, Any]) -> RunSpec:
-    mix = workload.load(args["workload_file"]).with_max_tokens(args["max_tokens"])
-    if args["endpoint"] is not None:
-        if args["endpoint"] not in workload.ENDPOINT_PATHS:
-            raise UsageError(f"--endpoint {args['endpoint']!r}: use chat, completions or generate")
-        mix = mix.with_endpoint(args["endpoint"])
-    objectives = slo.parse(args["slo_text"])
-    name = _plan_name(args)
-    local = args["url"] is None
-    scale = (
-        args["time_scale"]
-        if args["time_scale"] is not None
-        else (LOCAL_TIME_SCALE if local else 1.0)
-    )
-    if scale <= 0:
-        raise UsageError(f"--time-scale {scale}: must be above 0")
-    options = _plan_options(args, scale)
-    plan = plans.create(name, options)
-    key_env = args["api_key_env"]
+    key_env = options.api_key_env
     if key_env is not None and not os.environ.get(key_env):
         raise UsageError(f"--api-key-env {key_env}: that environment variable is not set or empty")
-    out = _out_dir(args["out"], name)
+    out = _out_dir(options.out, options.plan_name)
     target: Target
-    model_name = args["model"]
-    if local:
+    model_name = options.model
+    if options.url is None:
         # The twin's replicas check a key like vLLM's --api-key does, so the run exercises auth:
         # the caller's key if one was named, else a fresh one the workers inherit by name.
         if key_env is None:
             key_env = API_KEY_ENV
             os.environ[key_env] = secrets.token_hex(16)
         target = _local_target(
-            args["model"],
-            args["gpu"],
-            args["config"],
+            options.model,
+            options.gpu,
+            options.config,
             out,
             api_key=os.environ[key_env],
-            time_scale=scale,
+            time_scale=options.effective_time_scale,
         )
         model_name = target.model
     else:
-        if args["gpu"] or args["config"]:
-            raise UsageError("--gpu and --config describe the local target; drop them with --url")
-        target = UrlTarget(args["url"])
+        target = UrlTarget(options.url)
+        if options.prometheus is not None:
+            assert options.config is not None  # RunOptions asks for it with --prometheus
+            cluster = _cluster_target(target, options.prometheus, options.config)
+            model_name = model_name or cluster.queries.served_name
+            target = cluster
         if mix.endpoint != "generate":
             model_name = _check_endpoint(target.base_url, key_env, model_name)
     return RunSpec(
         out_dir=out,
-        plan=plan,
-        plan_options=options,
+        plan=options.load_plan(),
+        plan_options=options.plan_options(),
         workload=mix,
-        slo=objectives,
+        slo=slo.parse(options.slo),
         target=target,
         model=model_name or "",
-        workers=args["workers"],
-        time_scale=scale,
+        options=options,
+        workers=options.workers,
+        time_scale=options.effective_time_scale,
         api_key_env=key_env,
-        max_inflight=args["max_inflight"],
+        max_inflight=options.max_inflight,
         command=sys.argv[1:],
     )
+
+
+def _cluster_target(base: Target, prometheus: str, config: Path) -> ClusterTarget:
+    """The endpoint, with its fleet read from the stack's Prometheus; checked once now."""
+    from domain.stack_config import ConfigError, load_stack_file  # noqa: PLC0415
+    from loadtest.cluster_target import ClusterTarget, PrometheusError  # noqa: PLC0415
+
+    try:
+        target = ClusterTarget.for_stack(base, prometheus, load_stack_file(config))
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    try:
+        target.prometheus.query(target.queries.instant["ready_replicas"], time.time())
+    except PrometheusError as err:
+        raise UsageError(f"--prometheus {prometheus}: {err}") from None
+    return target
 
 
 def _check_endpoint(base_url: str, key_env: str | None, model: str | None) -> str | None:
@@ -374,16 +353,16 @@ def _check_endpoint(base_url: str, key_env: str | None, model: str | None) -> st
     return found[0]
 
 
-def _print_result(run_dir: Path, summary: dict[str, Any]) -> None:
+def _print_result(run_dir: Path, summary: Summary) -> None:
     from loadtest.metric_text import headline, warnings  # noqa: PLC0415
 
     typer.echo(headline(summary))
     for warning in warnings(summary):
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW)
-    verdict = summary["verdict"]
-    failed = ", ".join(map(str, verdict["failed_steps"]))
+    verdict = summary.verdict
+    failed = ", ".join(map(str, verdict.failed_steps))
     typer.echo(
-        f"SLO verdict: {'pass' if verdict['pass'] else 'fail'} (rule: {verdict['rule']}"
+        f"SLO verdict: {'pass' if verdict.passed else 'fail'} (rule: {verdict.rule}"
         + (f"; failed steps: {failed})" if failed else ")")
     )
     typer.echo(f"report: {run_dir / run_files.REPORT_HTML}")

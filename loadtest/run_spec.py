@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loadtest.plans import Plan, PlanOptions
+from loadtest.schema import RunOptions
 from loadtest.slo import Slo
 from loadtest.targets import Target
 from loadtest.workload import Workload
@@ -26,6 +27,8 @@ class RunSpec:
     slo: Slo
     target: Target
     model: str
+    options: RunOptions
+    """The flags as given (``config.json`` stores them); the other fields: what they resolved to."""
     workers: int = 2
     time_scale: float = 1.0
     api_key_env: str | None = None

@@ -8,11 +8,16 @@ p99) and ``KEY=off`` removes a default.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from domain.durations import DurationError, parse_duration
+
+if TYPE_CHECKING:  # the run-file models import this module for the Slo type
+    from loadtest.schema import Stats
 
 METRICS = ("ttft", "itl", "tpot", "e2e")
 STATS = ("mean", "p50", "p90", "p95", "p99")
@@ -50,10 +55,20 @@ class Slo:
         return {"success_rate": self.success_rate, **self.limits_ms}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Slo:
-        """Read back what ``to_json`` wrote."""
-        limits = {k: float(v) for k, v in data.items() if k != "success_rate"}
-        return cls(float(data.get("success_rate", DEFAULT_SUCCESS_RATE)), limits)
+    def from_json(cls, data: Mapping[str, object]) -> Slo:
+        """Read back what ``to_json`` wrote; ``SloError`` names a key or value it cannot take."""
+        success = DEFAULT_SUCCESS_RATE
+        limits: dict[str, float] = {}
+        for key, raw in data.items():
+            if key != "success_rate" and not _LIMIT_KEY.match(key):
+                raise SloError(f"{key}: not an objective")
+            if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+                raise SloError(f"{key}: {raw!r} is not a number")
+            if key == "success_rate":
+                success = float(raw)
+            else:
+                limits[key] = float(raw)
+        return cls(success, limits)
 
     def request_limits_ms(self) -> dict[str, float]:
         """Per-request limits for goodput: the loosest limit set for TTFT, TPOT and E2E.
@@ -68,12 +83,12 @@ class Slo:
                 out[metric] = max(limit, out.get(metric, 0.0))
         return out
 
-    def evaluate(self, stats: dict[str, Any]) -> list[Check]:
+    def evaluate(self, stats: Stats) -> list[Check]:
         """Every objective against one step's (or the run's) stats.
 
         A step with no successful request fails every latency objective: no data is not health.
         """
-        rate = stats.get("success_rate")
+        rate = stats.success_rate
         checks = [
             Check(
                 "success_rate",
@@ -86,12 +101,12 @@ class Slo:
             match = _LIMIT_KEY.match(key)
             assert match is not None
             metric, stat = match.groups()
-            summary = stats.get(f"{metric}_ms") or {}
-            value = summary.get("avg" if stat == "mean" else stat)
+            summary = stats.latency(metric)
+            value = summary.stat(stat) if summary is not None else None
             checks.append(Check(key, limit, value, value is not None and value < limit))
         return checks
 
-    def passes(self, stats: dict[str, Any]) -> bool:
+    def passes(self, stats: Stats) -> bool:
         """True when every objective holds."""
         return all(c.passed for c in self.evaluate(stats))
 

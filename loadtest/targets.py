@@ -22,17 +22,18 @@ from pathlib import Path
 from typing import IO, Any
 
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import BaseModel, ValidationError
 
 from domain import vllm_metrics
 from domain.topology import FLEET_STATUS_PATH
 from domain.vllm_args import API_KEY_ENV
-
-FLEET_FIELDS = (
-    "desired_replicas", "ready_replicas", "pending_replicas", "terminating_replicas", "nodes",
-    "ready_nodes", "gpus", "queue", "running", "gpu_hours", "replica_hours",
-)  # fmt: skip
-"""What the twin's status gives the timeline; a cloud runner reading Prometheus fills the same."""
-
+from loadtest.schema import (
+    AutoscalingInfo,
+    FleetTargetInfo,
+    TargetBase,
+    TargetMetrics,
+    UrlTargetInfo,
+)
 
 _POLLED = (vllm_metrics.WAITING, vllm_metrics.RUNNING, *vllm_metrics.KV_CACHE_USAGE_NAMES)
 
@@ -53,13 +54,13 @@ class Target:
     def stop(self) -> None:
         """Release what ``start`` made (no-op for endpoints that already run)."""
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> TargetBase:
         """What ``config.json`` records about the target (never secrets)."""
-        return {"kind": "url", "url": self.base_url, "description": self.description}
+        return UrlTargetInfo(url=self.base_url, description=self.description)
 
-    def poll(self) -> dict[str, Any]:
+    def poll(self) -> TargetMetrics:
         """Target-side metrics for the timeline (replicas, queue, running, kv_usage, nodes)."""
-        return {}
+        return TargetMetrics()
 
 
 def free_port() -> int:
@@ -97,14 +98,14 @@ class PrometheusPoller:
         self.url = url
         self._misses = 0
 
-    def poll(self) -> dict[str, Any]:
+    def poll(self) -> TargetMetrics:
         """Summed running and waiting requests and mean KV usage over every served model."""
         if self._misses >= self.MAX_MISSES:
-            return {}
+            return TargetMetrics()
         status, body = http_get(self.url, timeout=1.0)
         if status != 200:
             self._misses += 1
-            return {}
+            return TargetMetrics()
         sums: dict[str, list[float]] = {}
         try:
             for family in text_string_to_metric_families(body.decode("utf-8", "replace")):
@@ -116,17 +117,15 @@ class PrometheusPoller:
                     sums.setdefault(family.name, []).extend(s.value for s in family.samples)
         except ValueError:
             self._misses += 1
-            return {}
+            return TargetMetrics()
         self._misses = 0
-        out: dict[str, Any] = {}
-        if vllm_metrics.WAITING in sums:
-            out["queue"] = sum(sums[vllm_metrics.WAITING])
-        if vllm_metrics.RUNNING in sums:
-            out["running"] = sum(sums[vllm_metrics.RUNNING])
+        waiting, running = sums.get(vllm_metrics.WAITING), sums.get(vllm_metrics.RUNNING)
         kv = next((sums[k] for k in vllm_metrics.KV_CACHE_USAGE_NAMES if sums.get(k)), None)
-        if kv:
-            out["kv_usage"] = round(sum(kv) / len(kv), 4)
-        return out
+        return TargetMetrics(
+            queue=sum(waiting) if waiting is not None else None,
+            running=sum(running) if running is not None else None,
+            kv_usage=round(sum(kv) / len(kv), 4) if kv else None,
+        )
 
 
 def api_base(url: str) -> str:
@@ -151,6 +150,12 @@ def api_base(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
+POD_METRICS_NOTE = (
+    "pod_queue, pod_running and pod_kv_usage come from /metrics of whichever pod answered, not "
+    "the fleet; pass --prometheus (with --config) for replicas, nodes and fleet totals"
+)
+
+
 class UrlTarget(Target):
     """An OpenAI-compatible endpoint someone else runs (``--url``)."""
 
@@ -159,9 +164,22 @@ class UrlTarget(Target):
         self.description = self.base_url
         self._metrics = PrometheusPoller(self.base_url + "/metrics")
 
-    def poll(self) -> dict[str, Any]:
-        """Scrape ``/metrics`` on the API port (vLLM serves it there); others report nothing."""
-        return self._metrics.poll()
+    def info(self) -> TargetBase:
+        """The URL, and what its metrics are: one pod's, not the fleet's."""
+        return UrlTargetInfo(
+            url=self.base_url, description=self.description, metrics=POD_METRICS_NOTE
+        )
+
+    def poll(self) -> TargetMetrics:
+        """One pod's queue, batch and KV usage from ``/metrics`` on the API port (vLLM's).
+
+        Behind a Service that is whichever pod answered, not the fleet: the fields say
+        ``pod_`` so no chart or figure takes them for fleet totals (``--prometheus`` reads those).
+        """
+        scraped = self._metrics.poll()
+        return TargetMetrics(
+            pod_queue=scraped.queue, pod_running=scraped.running, pod_kv_usage=scraped.kv_usage
+        )
 
 
 def list_models(base_url: str, api_key: str | None) -> tuple[int, list[str]]:
@@ -252,7 +270,7 @@ class FleetTarget(ProcessTarget):
 
     def __init__(
         self,
-        fleet: dict[str, Any],
+        fleet: AutoscalingInfo,
         source: list[str],
         time_scale: float,
         log_path: Path | None,
@@ -265,43 +283,80 @@ class FleetTarget(ProcessTarget):
         ]  # fmt: skip
         # Through the environment: a command line is readable by every local user (ps).
         super().__init__(command, port, log_path, env={API_KEY_ENV: api_key})
+        if not (fleet.model and fleet.gpu and fleet.instance_type):
+            raise TargetError("the twin's description lacks its model, GPU or instance type")
         self.fleet = fleet
-        self.model = str(fleet["model"])
+        self.model = fleet.model
         self.time_scale = time_scale
         self.description = (
-            f"the autoscaling twin ({self.model} on {fleet['gpu']}, {fleet['instance_type']}, "
-            f"{fleet['min_replicas']}-{fleet['max_replicas']} replicas) at {self.base_url}"
+            f"the autoscaling twin ({self.model} on {fleet.gpu}, {fleet.instance_type}, "
+            f"{fleet.min_replicas}-{fleet.max_replicas} replicas) at {self.base_url}"
         )
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> FleetTargetInfo:
         """The fleet's model, GPU, instance and autoscaling settings (they price the run)."""
-        return {
-            "kind": "fleet",
-            "url": self.base_url,
-            "description": self.description,
-            "model": self.model,
-            "gpu": self.fleet["gpu"],
-            "instance_type": self.fleet["instance_type"],
-            "replicas": self.fleet["min_replicas"],
-            "gpus_per_replica": self.fleet["gpus_per_replica"],
-            "time_scale": self.time_scale,
-            "autoscaling": self.fleet,
-        }
+        fleet = self.fleet
+        return FleetTargetInfo(
+            url=self.base_url,
+            description=self.description,
+            model=self.model,
+            gpu=fleet.gpu or "",
+            instance_type=fleet.instance_type or "",
+            replicas=fleet.min_replicas or 1,
+            gpus_per_replica=fleet.gpus_per_replica or 1,
+            time_scale=self.time_scale,
+            autoscaling=fleet,
+        )
 
-    def poll(self) -> dict[str, Any]:
+    def poll(self) -> TargetMetrics:
         """Replicas, nodes, queue, running requests and KV usage from ``/fleet/status``."""
         code, body = http_get(self.base_url + FLEET_STATUS_PATH, timeout=1.0)
         if code != 200:
-            return {}
-        status = json.loads(body)
-        kv = {name: r["kv_usage"] for name, r in status["replicas"].items() if "kv_usage" in r}
-        return {
-            "replicas": status["ready_replicas"],
-            **{key: status[key] for key in FLEET_FIELDS},
-            "kv_usage": round(sum(kv.values()) / len(kv), 4) if kv else None,
-            "kv_usage_by_replica": kv,
-            "target_cpu": status["cpu"],
-        }
+            return TargetMetrics()
+        try:
+            status = _FleetStatus.model_validate_json(body)
+        except ValidationError as err:
+            return TargetMetrics(target_poll_error=f"/fleet/status: {err.errors()[0]['msg']}")
+        kv = {n: r.kv_usage for n, r in status.replicas.items() if r.kv_usage is not None}
+        return TargetMetrics(
+            replicas=status.ready_replicas,
+            desired_replicas=status.desired_replicas,
+            ready_replicas=status.ready_replicas,
+            pending_replicas=status.pending_replicas,
+            terminating_replicas=status.terminating_replicas,
+            nodes=status.nodes,
+            ready_nodes=status.ready_nodes,
+            gpus=status.gpus,
+            queue=status.queue,
+            running=status.running,
+            gpu_hours=status.gpu_hours,
+            replica_hours=status.replica_hours,
+            kv_usage=round(sum(kv.values()) / len(kv), 4) if kv else None,
+            kv_usage_by_replica=kv,
+            target_cpu=status.cpu,
+        )
+
+
+class _ReplicaStatus(BaseModel):
+    kv_usage: float | None = None
+
+
+class _FleetStatus(BaseModel):
+    """What the timeline reads of the twin's ``/fleet/status`` (it says more)."""
+
+    desired_replicas: int
+    ready_replicas: int
+    pending_replicas: int
+    terminating_replicas: int
+    nodes: int
+    ready_nodes: int
+    gpus: int
+    queue: float
+    running: float
+    gpu_hours: float
+    replica_hours: float
+    cpu: float
+    replicas: dict[str, _ReplicaStatus]
 
 
 class FixedLatencyTarget(ProcessTarget):

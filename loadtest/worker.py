@@ -19,7 +19,7 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 
 from loadtest.llm_user import ArrivalUser, InFlight, LLMClientUser, LLMUser, UserSettings
-from loadtest.records import RequestRecord
+from loadtest.records import RecordBatch, RecordDict, RequestRecord
 
 SETTINGS_ENV = "QWEN_STRESS_USER_SETTINGS"
 RECORDS_MESSAGE = "qwen_stress_records"
@@ -32,7 +32,7 @@ class RecordShipper:
     """Buffers records and sends them to the master with the worker's vital signs."""
 
     def __init__(self) -> None:
-        self.buffer: list[dict[str, Any]] = []
+        self.buffer: list[RecordDict] = []
         self.runner: WorkerRunner | None = None
         self._cpu_at = time.process_time()
         self._wall_at = time.monotonic()
@@ -56,19 +56,17 @@ class RecordShipper:
         index = runner.worker_index
         for record in batch:
             record["worker"] = index
-        runner.send_message(
-            RECORDS_MESSAGE,
-            {
-                "worker": index,
-                "pid": os.getpid(),
-                "records": batch,
-                "cpu": self._cpu_pct(),
-                "open": InFlight.snapshot(),
-                "arrivals": ArrivalUser.arrivals,
-                "dropped": ArrivalUser.dropped,
-                "late": ArrivalUser.late,
-            },
+        message = RecordBatch(
+            worker=index,
+            pid=os.getpid(),
+            records=batch,
+            cpu=self._cpu_pct(),
+            open=InFlight.snapshot(),
+            arrivals=ArrivalUser.arrivals,
+            dropped=ArrivalUser.dropped,
+            late=ArrivalUser.late,
         )
+        runner.send_message(RECORDS_MESSAGE, dict(message))
 
     def run(self) -> None:
         """Flush forever (a greenlet of the worker runner, killed with it)."""

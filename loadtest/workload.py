@@ -29,7 +29,8 @@ ENDPOINT_PATHS: dict[str, str] = {
     "generate": "/generate",
 }
 
-_STRICT = ConfigDict(extra="forbid")
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+"""Unknown keys are mistakes; ``.inf`` and ``.nan`` are too (the mix is written to config.json)."""
 
 
 class WorkloadError(ValueError):

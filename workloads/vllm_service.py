@@ -38,7 +38,7 @@ from workloads import keda
 if TYPE_CHECKING:
     from domain.stack_config import StackConfig
 
-NAME = "vllm"
+NAME = topology.VLLM_DEPLOYMENT
 """Name of the Deployment, Service and friends: the Service's DNS name is fixed by it."""
 HTTP_PORT_NAME = "http"
 

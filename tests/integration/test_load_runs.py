@@ -19,6 +19,7 @@ from typing import Any
 import psutil
 import pytest
 
+from loadtest.schema import SCHEMA_VERSION, RunConfig
 from loadtest.targets import FixedLatencyTarget, free_port
 
 pytestmark = pytest.mark.integration
@@ -99,6 +100,15 @@ def test_distributed_run_against_the_local_twin(tmp_path: Path) -> None:
     assert any(t.get("replicas") == 1 and "kv_usage" in t for t in timeline)
     assert any(t.get("desired_replicas") == 1 and t.get("nodes") == 1 for t in timeline)
     assert config["target"]["kind"] == "fleet" and s["cost"]["gpu"] == "L40S"
+    # config.json is what the typed reader reads, with the flags as given
+    stored = RunConfig.from_file(config)
+    assert stored.schema_version == SCHEMA_VERSION and stored.options is not None
+    assert (stored.options.plan, stored.options.workers, stored.options.step_duration) == (
+        "ramp",
+        2,
+        3.0,
+    )
+    assert stored.options.api_key_env == "QWEN_STRESS_TEST_KEY"
     for name in ("report.html", "report.md"):
         assert (out / name).stat().st_size > 0
     for path in out.rglob("*"):

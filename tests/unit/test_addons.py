@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from domain import topology, versions
+from domain import fleet_queries, topology, versions
 from domain.stack_config import StackConfig
 from infra import eks_addons
 from tests.pulumi_mocks import Program, run_program
@@ -85,6 +85,19 @@ def test_prometheus_keeps_little_and_watches_every_namespace(dev: Program) -> No
         f"http://{release['name']}-prometheus.{release['namespace']}.svc:"
     )
     assert dev.outputs["prometheusUrl"] == topology.PROMETHEUS_URL
+
+
+def test_kube_state_metrics_exports_the_node_labels_the_load_test_counts_by(
+    dev: Program,
+) -> None:
+    ksm = _values(dev, "kube-prometheus-stack")["kube-state-metrics"]
+    (nodes,) = [rule for rule in ksm["metricLabelsAllowlist"] if rule.startswith("nodes=")]
+    allowed = nodes.removeprefix("nodes=[").removesuffix("]").split(",")
+    assert topology.ROLE_LABEL in allowed
+    # ... under the name the fleet queries select on.
+    assert fleet_queries.NODE_ROLE_LABEL == "label_qwen_stress_io_role"
+    queries = fleet_queries.FleetQueries("m", 1, ()).hours(60)
+    assert f'{fleet_queries.NODE_ROLE_LABEL}="{topology.GPU_ROLE}"' in queries["gpu_hours"]
 
 
 def test_keda_installs_its_crds_in_its_namespace(dev: Program) -> None:

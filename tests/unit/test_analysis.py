@@ -8,6 +8,7 @@ from loadtest import analysis
 from loadtest.analysis import StepSpan
 from loadtest.metric_text import headline
 from loadtest.records import RequestRecord
+from loadtest.schema import StepStats, TimelineSample
 from loadtest.slo import Slo, parse
 
 T0 = 1_000_000.0
@@ -38,9 +39,10 @@ def rec(
 
 def test_exact_percentiles_linear_interpolation() -> None:
     records = [rec(1.0, ttft=float(v)) for v in range(1, 101)]
-    ttft = analysis.stats(records, 10.0, Slo())["ttft_ms"]
+    ttft = analysis.stats(records, 10.0, Slo()).ttft_ms
     # numpy's linear method on 1..100: p = 1 + (n - 1) * q
-    assert ttft == {"avg": 50.5, "p50": 50.5, "p90": 90.1, "p95": 95.05, "p99": 99.01}
+    assert ttft is not None
+    assert ttft.model_dump() == {"avg": 50.5, "p50": 50.5, "p90": 90.1, "p95": 95.05, "p99": 99.01}
 
 
 def test_itl_pooled_over_requests_and_tpot_per_request() -> None:
@@ -48,21 +50,21 @@ def test_itl_pooled_over_requests_and_tpot_per_request() -> None:
     b = rec(2.0, ttft=100.0, e2e=200.0, tokens=2, itl=[100.0])
     c = rec(3.0, ttft=100.0, e2e=100.0, tokens=1, itl=[])
     s = analysis.stats([a, b, c], 10.0, Slo())
-    assert s["itl_ms"]["avg"] == 100.0
+    assert s.itl_ms is not None and s.itl_ms.avg == 100.0
     # TPOT: (400-100)/3 = 100, (200-100)/1 = 100; one-token requests have none
-    assert s["tpot_ms"]["p50"] == 100.0
-    assert s["output_tokens_per_s"] == pytest.approx((4 + 2 + 1) / 10.0)
+    assert s.tpot_ms is not None and s.tpot_ms.p50 == 100.0
+    assert s.output_tokens_per_s == pytest.approx((4 + 2 + 1) / 10.0)
 
 
 def test_failures_by_reason_success_rate_rps_and_goodput() -> None:
     records = [rec(1.0, ttft=500.0), rec(1.5, ttft=2500.0), rec(2.0, ok=False, reason="http_503")]
     s = analysis.stats(records, 2.0, Slo())
-    assert s["requests"] == 3 and s["failures"] == 1
-    assert s["failures_by_reason"] == {"http_503": 1}
-    assert s["success_rate"] == pytest.approx(2 / 3, abs=1e-6)
-    assert s["rps"] == 1.0
+    assert s.requests == 3 and s.failures == 1
+    assert s.failures_by_reason == {"http_503": 1}
+    assert s.success_rate == pytest.approx(2 / 3, abs=1e-6)
+    assert s.rps == 1.0
     # the default per-request limit is the p99 TTFT limit, 2 s: only the first request meets it
-    assert s["goodput_rps"] == 0.5
+    assert s.goodput_rps == 0.5
 
 
 def test_records_go_to_the_step_they_were_sent_in() -> None:
@@ -95,17 +97,17 @@ def test_slo_verdicts_and_capacity() -> None:
         + [rec(41.0 + i * 0.1) for i in range(50)]
     )
     result = analysis.analyze(records, spans, T0, Slo(), "capacity", [])
-    assert [s["slo_pass"] for s in result["steps"]] == [True, True, False, True, True]
-    failed = [c["key"] for c in result["steps"][2]["slo_checks"] if not c["pass"]]
+    assert [s.slo_pass for s in result.steps] == [True, True, False, True, True]
+    failed = [c.key for c in result.steps[2].slo_checks if not c.passed]
     assert failed == ["ttft_mean_ms"]
-    assert result["capacity"] == {
+    assert result.capacity.model_dump() == {
         "max_users_within_slo": 100,
         "max_rps_within_slo": 5.0,
         "step": 1,
         "limit_found": True,
     }
-    assert result["verdict"]["pass"] is True
-    assert result["overall"]["requests"] == 250
+    assert result.verdict.passed is True
+    assert result.overall.requests == 250
 
 
 def test_tail_and_success_objectives() -> None:
@@ -121,31 +123,40 @@ def test_a_step_without_successes_fails_and_no_capacity() -> None:
     spans = [StepSpan(0, "fixed", 0.0, 10.0, 5)]
     records = [rec(1.0, ok=False, reason="connection")]
     result = analysis.analyze(records, spans, T0, Slo(), "fixed", [])
-    assert result["steps"][0]["slo_pass"] is False
-    assert result["capacity"]["step"] is None
-    assert result["verdict"]["pass"] is False
+    assert result.steps[0].slo_pass is False
+    assert result.capacity.step is None
+    assert result.verdict.passed is False
+
+
+def step(index: int, phase: str, slo_pass: bool) -> StepStats:
+    return StepStats(
+        index=index,
+        phase=phase,
+        slo_pass=slo_pass,
+        requests=0,
+        failures=0,
+        rps=0.0,
+        start_s=0.0,
+        end_s=1.0,
+    )
 
 
 def test_capacity_verdict_ignores_ramp_failures_but_not_the_soak() -> None:
-    steps = [
-        {"index": 0, "phase": "baseline", "slo_pass": True},
-        {"index": 1, "phase": "ramp", "slo_pass": False},
-        {"index": 2, "phase": "soak", "slo_pass": False},
-    ]
-    assert analysis.verdict("capacity", steps)["failed_steps"] == [2]
-    assert analysis.verdict("ramp", steps)["failed_steps"] == [1, 2]
+    steps = [step(0, "baseline", True), step(1, "ramp", False), step(2, "soak", False)]
+    assert analysis.verdict("capacity", steps).failed_steps == [2]
+    assert analysis.verdict("ramp", steps).failed_steps == [1, 2]
 
 
 def test_busy_worker_flags_the_step() -> None:
     spans = [StepSpan(0, "fixed", 0.0, 10.0, 5), StepSpan(1, "fixed", 10.0, 20.0, 5)]
     timeline = [
-        {"t": 2.0, "worker_cpu": {"0": 95.0, "1": 20.0}},
-        {"t": 4.0, "worker_cpu": {"0": 90.0, "1": 20.0}},
-        {"t": 12.0, "worker_cpu": {"0": 40.0, "1": 50.0}},
+        TimelineSample(t=2.0, worker_cpu={"0": 95.0, "1": 20.0}),
+        TimelineSample(t=4.0, worker_cpu={"0": 90.0, "1": 20.0}),
+        TimelineSample(t=12.0, worker_cpu={"0": 40.0, "1": 50.0}),
     ]
     result = analysis.analyze([rec(1.0), rec(11.0)], spans, T0, Slo(), "fixed", timeline)
-    assert [s["worker_cpu_pct"] for s in result["steps"]] == [92.5, 50.0]
-    assert result["cpu"]["flagged_steps"] == [0]
+    assert [s.worker_cpu_pct for s in result.steps] == [92.5, 50.0]
+    assert result.cpu.flagged_steps == [0]
 
 
 def test_capacity_is_a_lower_bound_when_no_heavier_step_failed() -> None:
@@ -158,8 +169,8 @@ def test_capacity_is_a_lower_bound_when_no_heavier_step_failed() -> None:
     # A failing cool-down is a transition, not a heavier load: it does not bound the capacity.
     records += [rec(21.0 + i * 0.1, ttft=3000.0) for i in range(50)]
     result = analysis.analyze(records, spans, T0, Slo(), "capacity", [])
-    assert result["capacity"]["max_users_within_slo"] == 100
-    assert result["capacity"]["limit_found"] is False
+    assert result.capacity.max_users_within_slo == 100
+    assert result.capacity.limit_found is False
     assert headline(result).startswith("Capacity: at least 100 concurrent users")
     # the cool-down failed: "no step failed" would be false
     assert headline(result).endswith("No heavier step failed: raise --max-users to find the limit.")
@@ -171,9 +182,7 @@ def test_capacity_is_a_lower_bound_when_no_heavier_step_failed() -> None:
 def test_a_lower_bound_names_the_flag_that_adds_load(plan: str, flag: str) -> None:
     spans = [StepSpan(0, "fixed", 0.0, 10.0, 5)]
     result = analysis.analyze([rec(1.0)], spans, T0, Slo(), plan, [])
-    assert headline({**result, "plan": plan}).endswith(
-        f"No heavier step failed: raise {flag} to find the limit."
-    )
+    assert headline(result).endswith(f"No heavier step failed: raise {flag} to find the limit.")
 
 
 def test_a_run_without_a_single_success_says_so_not_that_capacity_is_low() -> None:
@@ -182,7 +191,7 @@ def test_a_run_without_a_single_success_says_so_not_that_capacity_is_low() -> No
     records[0].detail = 'HTTP 404: {"message": "The model `nope` does not exist."}'
     records.append(rec(5.0, ok=False, reason="timeout"))
     result = analysis.analyze(records, spans, T0, Slo(), "fixed", [])
-    assert result["overall"]["failure_examples"] == {
+    assert result.overall.failure_examples == {
         "http_404": 'HTTP 404: {"message": "The model `nope` does not exist."}',
         "timeout": "",
     }

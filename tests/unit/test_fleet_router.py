@@ -62,3 +62,10 @@ def test_the_upstream_request_keeps_method_path_headers_and_body() -> None:
         f"content-length: {len(body)}",
     }
     assert sent == body
+
+
+def test_the_upstream_request_keeps_the_query_string() -> None:
+    request = HttpRequest(
+        method="GET", path="/v1/models", headers={}, body=b"", keep_alive=True, query="a=1&b=%20"
+    )
+    assert encode_request(request).startswith(b"GET /v1/models?a=1&b=%20 HTTP/1.1\r\n")

@@ -112,3 +112,8 @@ def test_the_command_line_loads_neither_the_twin_nor_locust_until_used() -> None
     }
     assert "locust" not in loaded
     assert "pulumi" not in loaded
+    # `qwen-stress reap` and cloud runs load the Automation API and the Kubernetes client when
+    # they run, not when `--help` or a local run starts.
+    assert "kubernetes" not in loaded
+    assert not {"loadtest.cloud.automation", "loadtest.cloud.kube_probe"} & loaded
+    assert "loadtest.cloud.reap" in loaded  # registered, so its import must stay this light

@@ -33,6 +33,16 @@ def test_config_reference_is_generated_from_the_model() -> None:
     assert _block("config-reference") == config_reference.reference(), REGENERATE
 
 
+def test_fleet_queries_table_is_what_the_cluster_target_sends() -> None:
+    from domain.stack_config import load_stack_file  # noqa: PLC0415
+    from loadtest import cluster_target  # noqa: PLC0415
+
+    expected = cluster_target.reference(load_stack_file(ROOT / "Pulumi.dev.yaml"))
+    assert _block("fleet-queries") == expected, (
+        "regenerate it: .venv/bin/python -m loadtest.cluster_target, and paste it into README.md"
+    )
+
+
 def test_cost_table_matches_the_example_stacks() -> None:
     assert _block("cost-table") == config_reference.cost_table(), REGENERATE
 

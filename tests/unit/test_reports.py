@@ -5,18 +5,31 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 from typer.testing import CliRunner
 
 from loadtest import run_files, summary
 from loadtest.cli import app
 from loadtest.records import RequestRecord
-from loadtest.targets import FleetTarget
-from twin.fleet.cli import fleet_spec
+from loadtest.schema import AutoscalingInfo, FleetTargetInfo, Summary, WorkerLost
 
 T0 = 1_700_000_000.0
 STATS_KEYS = {"requests", "failures", "success_rate", "rps", "output_tokens_per_s", "goodput_rps"}
+TARGET = FleetTargetInfo(
+    url="http://127.0.0.1:1",
+    description="the autoscaling twin",
+    model="Qwen/Qwen2.5-7B-Instruct",
+    gpu="A10G",
+    instance_type="g5.xlarge",
+    replicas=1,
+    gpus_per_replica=1,
+    time_scale=0.1,
+    autoscaling=AutoscalingInfo(max_replicas=1, triggers={}),
+)
+
+
+def write_json(path: Path, data: object) -> None:
+    path.write_text(json.dumps(data), encoding="utf-8")
 
 
 def rec(at: float, ttft: float, e2e: float, ok: bool = True) -> RequestRecord:
@@ -35,12 +48,6 @@ def rec(at: float, ttft: float, e2e: float, ok: bool = True) -> RequestRecord:
     )
 
 
-def local_target_info() -> dict[str, Any]:
-    """What ``config.json`` holds for a local run: the twin's info, as the runner writes it."""
-    fleet = fleet_spec("Qwen/Qwen2.5-7B-Instruct", "A10G", None)
-    return FleetTarget(fleet.describe(), [], 0.1, None, api_key="unused").info()
-
-
 def make_run(tmp_path: Path, interrupted: bool = False) -> Path:
     run = tmp_path / "run"
     run.mkdir()
@@ -49,11 +56,11 @@ def make_run(tmp_path: Path, interrupted: bool = False) -> Path:
         "started_at": T0,
         "plan": {"name": "capacity", "summary": "baseline -> ramp"},
         "time_scale": 0.1,
-        "target": local_target_info(),
+        "target": TARGET.model_dump(mode="json"),
         "slo": {"success_rate": 0.99, "ttft_mean_ms": 1000.0, "ttft_p99_ms": 2000.0},
         "workers": 2,
     }
-    run_files.write_json(run / run_files.CONFIG, config)
+    write_json(run / run_files.CONFIG, config)
     events = [
         {"t": 1.0, "kind": "step_start", "index": 0, "phase": "baseline", "users": 50},
         {"t": 11.0, "kind": "step_end", "index": 0},
@@ -87,27 +94,37 @@ def make_run(tmp_path: Path, interrupted: bool = False) -> Path:
 def test_summary_shape_and_numbers(tmp_path: Path) -> None:
     run = make_run(tmp_path)
     s = summary.write(run)
-    assert json.loads((run / run_files.SUMMARY).read_text()) == s
-    assert {"run_id", "plan", "target", "slo", "overall", "steps", "capacity", "cost"} <= set(s)
-    assert set(s["overall"]) >= STATS_KEYS
-    for step in s["steps"]:
+    text = (run / run_files.SUMMARY).read_text()
+    assert Summary.model_validate_json(text) == s
+    # the on-disk names the README's "Run directory" table and older readers rely on
+    on_disk = json.loads(text)
+    assert {"run_id", "plan", "target", "slo", "overall", "steps", "capacity", "cost"} <= set(
+        on_disk
+    )
+    assert set(on_disk["overall"]) >= STATS_KEYS
+    for step in on_disk["steps"]:
         assert STATS_KEYS | {"index", "users", "start_s", "end_s", "slo_pass"} <= set(step)
         assert set(step["ttft_ms"]) == {"avg", "p50", "p90", "p95", "p99"}
-    assert [st["requests"] for st in s["steps"]] == [50, 50]
-    assert s["overall"]["requests"] == 100
-    assert [st["slo_pass"] for st in s["steps"]] == [True, False]
-    assert s["steps"][1]["failures_by_reason"] == {"http_503": 5}
-    assert s["capacity"] == {
+        assert {"key", "limit", "value", "pass"} == set(step["slo_checks"][0])
+    assert set(on_disk["verdict"]) == {"pass", "rule", "failed_steps"}
+    assert on_disk["schema_version"] == 1
+    assert [st.requests for st in s.steps] == [50, 50]
+    assert s.overall.requests == 100
+    assert [st.slo_pass for st in s.steps] == [True, False]
+    assert s.steps[1].failures_by_reason == {"http_503": 5}
+    assert on_disk["capacity"] == {
         "max_users_within_slo": 50,
         "max_rps_within_slo": 5.0,
         "step": 0,
         "limit_found": True,
     }
-    assert s["interrupted"] is False
-    assert s["events"][0]["kind"] == "worker_lost"
+    assert s.interrupted is False
+    assert isinstance(s.events[0], WorkerLost) and s.events[0].worker == 1
     # 20 s of one A10G at time scale 0.1 is 200 s of the real plan, priced per GPU-hour
-    assert s["cost"]["gpu_hours"] == round(200 / 3600, 4)
-    assert s["cost"]["usd"] > 0
+    assert s.cost.gpu_hours == round(200 / 3600, 4)
+    assert s.cost.usd is not None and s.cost.usd > 0
+    # the torn last line of requests.jsonl is counted and said, not dropped silently
+    assert s.unread == ["requests.jsonl: 1 unreadable line skipped"]
 
 
 def test_reports_are_self_contained_and_say_what_happened(tmp_path: Path) -> None:
@@ -130,8 +147,8 @@ def test_reports_are_self_contained_and_say_what_happened(tmp_path: Path) -> Non
 def test_interrupted_run_still_reports(tmp_path: Path) -> None:
     run = make_run(tmp_path, interrupted=True)
     s = summary.write(run)
-    assert s["interrupted"] is True
-    assert s["steps"][1]["end_s"] >= 20.0
+    assert s.interrupted is True
+    assert s.steps[1].end_s >= 20.0
     assert "cut short" in (run / run_files.REPORT_MD).read_text()
 
 
@@ -147,17 +164,17 @@ def test_report_command(tmp_path: Path) -> None:
     (run / run_files.CONFIG).write_text('{"run_id": "x", "plan": {}}')
     foreign = CliRunner().invoke(app, ["report", str(run)])
     assert foreign.exit_code == 2
-    assert "config.json lacks started_at, slo, target: not the config.json of a" in (
+    assert "config.json lacks or cannot read plan.name, slo, started_at: not the config.json" in (
         " ".join(foreign.output.split())
     )
 
 
 def test_an_endpoint_of_unknown_gpu_has_a_cost_object_without_a_price(tmp_path: Path) -> None:
     run = make_run(tmp_path)
-    config = run_files.read_json(run / run_files.CONFIG)
+    config = json.loads((run / run_files.CONFIG).read_text())
     config["target"] = {"kind": "url", "url": "https://api.example.com"}
-    run_files.write_json(run / run_files.CONFIG, config)
+    write_json(run / run_files.CONFIG, config)
     s = summary.write(run)
-    assert s["cost"]["usd"] is None and s["cost"]["gpu"] is None
-    assert s["cost"]["basis"] == "no estimate: the target does not say which GPU serves it"
+    assert s.cost.usd is None and s.cost.gpu is None
+    assert s.cost.basis == "no estimate: the target does not say which GPU serves it"
     assert "Estimated GPU cost" not in (run / run_files.REPORT_MD).read_text()

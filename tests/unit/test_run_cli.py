@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from domain.vllm_args import API_KEY_ENV
 from loadtest import run_cli
 from loadtest.cli import app
-from loadtest.run_cli import seconds
 from loadtest.run_spec import RunSpec
+from loadtest.schema import LOCAL_TIME_SCALE, AutoscalingInfo, OptionsError, RunOptions
 from loadtest.targets import FleetTarget, api_base
 
 URL = ["--url", "http://127.0.0.1:9", "--model", "m"]
@@ -52,7 +52,7 @@ def run(*args: str) -> tuple[int, str]:
     ("args", "expected"),
     [
         (["--plan", "poisson"], "the poisson plan needs --rate"),
-        (["--plan", "warp"], "unknown plan 'warp'"),
+        (["--plan", "warp"], "--plan 'warp': unknown plan; plans: capacity, fixed, poisson"),
         (["--users", "5"], "fixed load needs --users N and --duration"),
         (["--slo", "ttft_p98_ms=1"], "--slo ttft_p98_ms: unknown objective"),
         (["--step-duration", "soon"], "--step-duration 'soon': write a duration like 30s"),
@@ -62,13 +62,23 @@ def run(*args: str) -> tuple[int, str]:
         ),
         (
             ["--endpoint", "embeddings"],
-            "--endpoint 'embeddings': use chat, completions or generate",
+            "--endpoint 'embeddings': input should be 'chat', 'completions' or 'generate'",
         ),
         (["--gpu", "A10G"], "--gpu and --config describe the local target"),
         (["--max-users", "10"], "below the baseline of 50 users"),
         (["--users", "0", "--duration", "1s"], "--users 0: input should be greater than or equal"),
         (["--spawn-rate", "0"], "--spawn-rate 0.0: input should be greater than 0"),
-        (["--step-duration", "0s"], "--step-duration 0s: input should be greater than 0"),
+        (["--step-duration", "0s"], "--step-duration '0s': input should be greater than 0"),
+        (["--workers", "0"], "--workers 0: input should be greater than or equal to 1"),
+        (["--workers", "65"], "--workers 65: input should be less than or equal to 64"),
+        (["--max-tokens", "0"], "--max-tokens 0: input should be greater than or equal to 1"),
+        (["--max-inflight", "0"], "--max-inflight 0: input should be greater than or equal"),
+        (["--time-scale", "0"], "--time-scale 0.0: input should be greater than 0"),
+        (["--time-scale", "nan"], "--time-scale nan: input should be a finite number"),
+        (["--time-scale", "1e308"], "--time-scale 1e+308: the plan's durations come out of range"),
+        (["--spawn-rate", "inf"], "--spawn-rate inf: input should be a finite number"),
+        (["--rate", "1,x"], "--rate '1,x': write requests per second, like 2 or 1,2,4"),
+        (["--soak", "-1m"], "--soak '-1m': write a duration like 30s, 2m or 1h30m"),
         (["--baseline-users", "-1"], "--baseline-users -1: input should be greater than"),
         (["--duration", "5m"], "fixed load needs --users N and --duration T"),
         (
@@ -127,7 +137,49 @@ def test_validation_does_not_import_locust() -> None:
     [("90", 90.0), ("90s", 90.0), ("2m", 120.0), ("1h30m", 5400.0), ("0.5s", 0.5)],
 )
 def test_durations(text: str, value: float) -> None:
-    assert seconds("--duration", text) == value
+    flags = {"users": 1, "duration": text, "step_duration": text, "soak": text}
+    options = RunOptions.from_flags(url="http://h", **flags)
+    assert (options.duration, options.step_duration, options.soak) == (value, value, value)
+    # the plan gets them multiplied by the time scale, the flags stay as given
+    local = RunOptions.from_flags(**flags).plan_options()
+    assert local.duration_s == pytest.approx(value * LOCAL_TIME_SCALE)
+
+
+def _run_parameters() -> dict[str, object]:
+    """The ``run`` command's parameters by name, with their defaults."""
+    command = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
+    return {p.name: p.default for p in command.params}
+
+
+def test_the_options_model_has_one_field_per_flag_with_the_same_defaults() -> None:
+    params = _run_parameters()
+    renamed = {"workload_file": "workload", "slo_text": "slo"}
+    assert {renamed.get(name, name) for name in params} == set(RunOptions.model_fields)
+    as_typed = RunOptions.from_flags(**{renamed.get(k, k): v for k, v in params.items()})
+    assert as_typed == RunOptions()
+
+
+def test_a_wrong_flag_is_named_even_when_the_model_is_used_alone() -> None:
+    with pytest.raises(OptionsError, match=r"^--baseline-users 0: input should be greater"):
+        RunOptions.from_flags(baseline_users=0)
+    with pytest.raises(OptionsError, match=r"^--slo x: unknown objective"):
+        RunOptions.from_flags(slo="x=1")
+    with pytest.raises(OptionsError, match=r"^--bogus: not a flag of run$"):
+        RunOptions.from_flags(bogus=1)
+
+
+def test_the_options_round_trip_through_json() -> None:
+    options = RunOptions.from_flags(
+        url="http://127.0.0.1:9",
+        plan="poisson",
+        rate="1,2.5",
+        step_duration="90s",
+        slo="e2e_p99_ms=4s",
+    )
+    again = RunOptions.model_validate_json(options.model_dump_json())
+    assert again == options
+    assert again.rate == [1.0, 2.5] and again.step_duration == 90.0
+    assert again.load_plan().name == "poisson"
 
 
 def test_readme_lists_every_run_flag() -> None:
@@ -172,6 +224,8 @@ def test_models_are_listed_below_the_base_url(monkeypatch: pytest.MonkeyPatch) -
     assert asked == ["http://127.0.0.1:9"]
     assert specs[0].target.base_url == "http://127.0.0.1:9"
     assert specs[0].model == "Qwen/Qwen2.5-7B-Instruct"
+    # the flags as given travel with the spec to config.json
+    assert specs[0].options == RunOptions(url="http://127.0.0.1:9/v1/", users=1, duration=1.0)
 
 
 @pytest.mark.parametrize("url", ["api.example.com", "ftp://host/v1", "http://h/v1?key=1"])
@@ -215,9 +269,16 @@ def test_models_that_cannot_be_listed_ask_for_model(monkeypatch: pytest.MonkeyPa
 
 def test_the_local_twin_gets_the_api_key_through_its_environment(tmp_path: Path) -> None:
     # A command line is readable by every local user; the environment is not.
-    fleet = {"model": "m", "gpu": "T4", "instance_type": "g4dn.xlarge"}
+    fleet = AutoscalingInfo(
+        model="m",
+        gpu="T4",
+        instance_type="g4dn.xlarge",
+        min_replicas=1,
+        max_replicas=2,
+        triggers={},
+    )
     target = FleetTarget(
-        {**fleet, "min_replicas": 1, "max_replicas": 2},
+        fleet,
         ["--model", "m", "--gpu", "T4"],
         0.1,
         None,
@@ -232,3 +293,19 @@ def test_credentials_in_the_url_are_refused_without_being_echoed() -> None:
     assert code == 2
     assert "--url: put no credentials in the URL (api.example.com)" in " ".join(output.split())
     assert "sk-in-url-91" not in output
+
+
+def test_prometheus_is_for_a_url_run_of_a_named_stack() -> None:
+    from loadtest.targets import free_port  # noqa: PLC0415
+
+    prometheus = f"http://127.0.0.1:{free_port()}"
+    stack = str(Path(__file__).parents[2] / "Pulumi.dev.yaml")
+    code, output = run("--prometheus", prometheus, "--users", "1", "--duration", "1s")
+    assert code == 2 and "--prometheus reads a cluster's Prometheus: use it with --url" in output
+    code, output = run(*URL, "--prometheus", prometheus)
+    assert code == 2 and "--prometheus needs --config Pulumi.<stack>.yaml" in output
+    code, output = run(*URL, "--config", stack)
+    assert code == 2 and "--config goes with --prometheus" in " ".join(output.split())
+    code, output = run(*URL, "--prometheus", prometheus, "--config", stack)
+    assert code == 2 and f"--prometheus {prometheus}: Prometheus at" in output
+    assert "did not answer" in output

@@ -8,38 +8,47 @@ from typing import Any
 
 import pytest
 
+from domain.vllm_metrics import RUNNING, WAITING
 from loadtest import run_files, scaling, summary
 from loadtest.records import RequestRecord
+from loadtest.schema import (
+    AutoscalingInfo,
+    AutoscalingTrigger,
+    FleetTargetInfo,
+    TimelineSample,
+    UrlTargetInfo,
+)
 from loadtest.slo import Slo
 
 T0 = 1_700_000_000.0
 SCALE = 0.05
-TARGET: dict[str, Any] = {
-    "kind": "fleet",
-    "url": "http://127.0.0.1:1",
-    "gpu": "T4",
-    "instance_type": "g4dn.xlarge",
-    "replicas": 1,
-    "gpus_per_replica": 1,
-    "autoscaling": {
-        "max_replicas": 3,
-        "triggers": {
-            "waiting": {"metric": "vllm:num_requests_waiting", "target_per_replica": 4},
-            "running": {"metric": "vllm:num_requests_running", "target_per_replica": 24},
+TARGET = FleetTargetInfo(
+    url="http://127.0.0.1:1",
+    model="Qwen/Qwen2.5-7B-Instruct-AWQ",
+    gpu="T4",
+    instance_type="g4dn.xlarge",
+    replicas=1,
+    gpus_per_replica=1,
+    time_scale=SCALE,
+    autoscaling=AutoscalingInfo(
+        max_replicas=3,
+        triggers={
+            "waiting": AutoscalingTrigger(metric=WAITING, target_per_replica=4),
+            "running": AutoscalingTrigger(metric=RUNNING, target_per_replica=24),
         },
-    },
-}
+    ),
+)
 
 
-def sample(t: float, ready: int, running: float, queue: float = 0.0, **kw: Any) -> dict[str, Any]:
-    return {"t": t, "ready_replicas": ready, "running": running, "queue": queue, **kw}
+def sample(t: float, ready: int, running: float, queue: float = 0.0, **kw: Any) -> TimelineSample:
+    return TimelineSample(t=t, ready_replicas=ready, running=running, queue=queue, **kw)
 
 
 def rec(at: float, ttft_ms: float) -> RequestRecord:
     return RequestRecord(T0 + at, True, "t", "chat", ttft_ms=ttft_ms, e2e_ms=ttft_ms + 100)
 
 
-def figures(timeline: list[dict[str, Any]], records: list[RequestRecord]) -> dict[str, Any]:
+def figures(timeline: list[TimelineSample], records: list[RequestRecord]) -> dict[str, Any]:
     out = scaling.figures(
         timeline,
         records,
@@ -50,7 +59,8 @@ def figures(timeline: list[dict[str, Any]], records: list[RequestRecord]) -> dic
         time_scale=SCALE,
     )
     assert out is not None
-    return out
+    data: dict[str, Any] = out.model_dump()
+    return data
 
 
 def test_a_scale_out_lasts_from_the_crossing_to_a_new_replica_serving() -> None:
@@ -108,8 +118,8 @@ def test_hours_come_from_the_targets_counters_else_from_the_timeline() -> None:
 
 
 def test_a_target_that_does_not_scale_has_no_figures() -> None:
-    timeline = [{"t": 0.0, "replicas": 1}, {"t": 2.0, "replicas": 1}]
-    plain = {k: v for k, v in TARGET.items() if k != "autoscaling"}
+    timeline = [TimelineSample(t=0.0, replicas=1), TimelineSample(t=2.0, replicas=1)]
+    plain = UrlTargetInfo(url="http://127.0.0.1:1")
     kwargs: dict[str, Any] = {"t0": T0, "slo": Slo(), "window": (0.0, 9.0), "time_scale": 1.0}
     assert scaling.figures(timeline, [], target=plain, **kwargs) is None
 
@@ -117,18 +127,16 @@ def test_a_target_that_does_not_scale_has_no_figures() -> None:
 def test_reports_show_the_autoscaling_figures_and_chart(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    run_files.write_json(
-        run / run_files.CONFIG,
-        {
-            "run_id": "run",
-            "started_at": T0,
-            "plan": {"name": "ramp", "summary": "ramp"},
-            "time_scale": SCALE,
-            "target": TARGET,
-            "slo": Slo().to_json(),
-            "workers": 1,
-        },
-    )
+    config = {
+        "run_id": "run",
+        "started_at": T0,
+        "plan": {"name": "ramp", "summary": "ramp"},
+        "time_scale": SCALE,
+        "target": TARGET.model_dump(mode="json"),
+        "slo": Slo().to_json(),
+        "workers": 1,
+    }
+    (run / run_files.CONFIG).write_text(json.dumps(config))
     events = [
         {"t": 0.0, "kind": "step_start", "index": 0, "phase": "ramp", "users": 40},
         {"t": 8.0, "kind": "step_end", "index": 0},
@@ -136,10 +144,10 @@ def test_reports_show_the_autoscaling_figures_and_chart(tmp_path: Path) -> None:
     ]
     timeline = [
         sample(t, 1 + (t >= 6), 40, desired_replicas=2, pending_replicas=int(t < 6), nodes=2)
-        for t in (0, 2, 4, 6, 8)
+        .model_copy(update={"gpu_hours": 0.1 * i, "replica_hours": 0.05 * i, "users": 40})
+        .model_dump(exclude_none=True)
+        for i, t in enumerate((0, 2, 4, 6, 8))
     ]
-    for t, s in enumerate(timeline):
-        s |= {"gpu_hours": 0.1 * t, "replica_hours": 0.05 * t, "users": 40}
     for name, rows in (
         (run_files.EVENTS, events),
         (run_files.TIMELINE, timeline),
@@ -147,8 +155,8 @@ def test_reports_show_the_autoscaling_figures_and_chart(tmp_path: Path) -> None:
     ):
         (run / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
     s = summary.write(run)
-    assert s["autoscaling"]["scale_up_lag_s"]["median"] == 120.0
-    assert s["cost"]["gpu_hours"] == pytest.approx(0.4)
+    assert s.autoscaling is not None and s.autoscaling.scale_up_lag_s.median == 120.0
+    assert s.cost.gpu_hours == pytest.approx(0.4)
     md = (run / run_files.REPORT_MD).read_text()
     assert "scale-up lag median 2.0 min" in md and "0.40 GPU-hours billed" in md
     assert "Autoscaling: replicas and nodes" in (run / run_files.REPORT_HTML).read_text()

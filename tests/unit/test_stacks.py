@@ -22,6 +22,14 @@ OUTPUTS = {
     "gpuInstanceType",
     "prometheusUrl",
 }
+LOADTEST_OUTPUTS = {
+    "kubernetesVersion",
+    "nodeRoleArn",
+    "privateSubnetIds",
+    "systemNodeSelector",
+    "costTags",
+}
+"""What the ephemeral load-test stack builds on (tests/unit/test_platform_outputs.py)."""
 VLLM_OUTPUTS = {
     "vllmNamespace",
     "vllmServiceHost",
@@ -48,7 +56,7 @@ def test_there_are_example_stacks() -> None:
 def test_example_stack_runs_end_to_end(stack: str) -> None:
     program = example(stack)
     config = stack_config(stack)
-    assert set(program.outputs) == OUTPUTS | VLLM_OUTPUTS
+    assert set(program.outputs) == OUTPUTS | LOADTEST_OUTPUTS | VLLM_OUTPUTS
     assert program.outputs["servedModelName"] == config["qwen-stress:model"]["servedName"]
     assert program.outputs["modelName"] == config["qwen-stress:model"]["name"]
     assert (

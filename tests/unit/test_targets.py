@@ -6,6 +6,7 @@ import pytest
 
 from domain import vllm_metrics
 from loadtest import targets
+from loadtest.schema import TargetMetrics
 
 METRICS = (
     f'{vllm_metrics.WAITING}{{model_name="m"}} 2\n{vllm_metrics.RUNNING}{{model_name="m"}} 5\n'
@@ -34,7 +35,7 @@ def test_transient_failures_over_a_long_run_do_not_stop_polling(
     poller = targets.PrometheusPoller("http://127.0.0.1:9/metrics")
     results = [poller.poll() for _ in answers]
     assert len(asked) == len(answers)
-    assert results[-1] == {"queue": 2.0, "running": 5.0}
+    assert results[-1] == TargetMetrics(queue=2.0, running=5.0)
 
 
 def test_three_failures_in_a_row_stop_polling(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,8 +44,8 @@ def test_three_failures_in_a_row_stop_polling(monkeypatch: pytest.MonkeyPatch) -
     poller = targets.PrometheusPoller("http://127.0.0.1:9/metrics")
     results = [poller.poll() for _ in range(6)]
     assert len(asked) == 4
-    assert results[0] == {"queue": 2.0, "running": 5.0}
-    assert results[4:] == [{}, {}]
+    assert results[0] == TargetMetrics(queue=2.0, running=5.0)
+    assert results[4:] == [TargetMetrics(), TargetMetrics()]
 
 
 def test_unparseable_metrics_count_as_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,6 +54,6 @@ def test_unparseable_metrics_count_as_a_failure(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(targets, "http_get", http_get)
     poller = targets.PrometheusPoller("http://127.0.0.1:9/metrics")
-    assert [poller.poll() for _ in range(3)] == [{}, {}, {}]
+    assert [poller.poll() for _ in range(3)] == [TargetMetrics()] * 3
     monkeypatch.setattr(targets, "http_get", lambda *_a, **_k: (200, METRICS))
-    assert poller.poll() == {}  # three bad answers in a row: it gave up
+    assert poller.poll() == TargetMetrics()  # three bad answers in a row: it gave up

@@ -108,6 +108,11 @@ def test_a_body_changed_by_its_caller_leaves_the_next_one_alone() -> None:
             "think_time_s: -1: the minimum is 0",
         ),
         (["not", "a", "mapping"], "the top level must be a mapping"),
+        (
+            # YAML's .inf: config.json stores the mix, and JSON has no infinity
+            {"tasks": [{"name": "a", "prompts": ["x"], "weight": float("inf")}]},
+            "tasks.0.weight: Input should be a finite number",
+        ),
     ],
 )
 def test_workload_errors_name_the_key(document: object, expected: str) -> None:

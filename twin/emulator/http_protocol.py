@@ -37,6 +37,8 @@ class HttpRequest:
     """Lower-case names."""
     body: bytes
     keep_alive: bool
+    query: str = ""
+    """The request target's query string, without ``?`` (empty when there is none)."""
 
 
 class RequestHandler(Protocol):
@@ -143,6 +145,7 @@ class HttpConnection(asyncio.Protocol):
             headers=self._headers,
             body=b"".join(self._body),
             keep_alive=self._parser.should_keep_alive(),
+            query=(url.query or b"").decode("latin-1"),
         )
         if self._busy:
             self._pending.append(request)

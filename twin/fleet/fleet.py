@@ -18,14 +18,17 @@ import time
 from functools import cached_property
 from typing import Any
 
+from domain.fleet_queries import FleetQueries
 from domain.topology import FLEET_STATUS_PATH
 from domain.vllm_args import DRAIN_SECONDS
 from domain.vllm_metrics import RUNNING as RUNNING_METRIC
 from domain.vllm_metrics import WAITING as WAITING_METRIC
 from twin.emulator.engine import EngineStats
+from twin.emulator.http_protocol import HttpRequest
 from twin.emulator.replica_spec import ReplicaSpec, replica_spec
 from twin.emulator.server import ReplicaServer
 from twin.emulator.tokens import TokenCounter, token_counter
+from twin.fleet import prometheus_api
 from twin.fleet.control_plane import ControlPlane
 from twin.fleet.fleet_spec import FleetSpec
 from twin.fleet.router import Backend, Router
@@ -80,7 +83,15 @@ class Fleet:
             spec.pool, spec.tensor_parallel, spec.timings, spec.autoscaling.min_replicas, now=0.0
         )
         self.control = ControlPlane(spec.autoscaling, self.cluster, spec.timings, self.read_metrics)
-        self.router = Router({FLEET_STATUS_PATH: self._status_route})
+        self.router = Router(
+            {FLEET_STATUS_PATH: self._status_route, prometheus_api.QUERY_PATH: self._query_route}
+        )
+        self.queries = FleetQueries(
+            served_name=spec.model,
+            gpus_per_node=spec.pool.gpus_per_node,
+            triggers=tuple(spec.autoscaling.triggers()),
+        )
+        """The PromQL a cloud run sends about this fleet: ``/api/v1/query`` answers these."""
         self._serving: dict[str, asyncio.Task[None]] = {}
         self._leaving: set[str] = set()
         self._retiring: set[asyncio.Task[None]] = set()
@@ -176,6 +187,10 @@ class Fleet:
         return _totals([server.stats() for server in self.servers.values()])
 
     def status(self) -> dict[str, Any]:
+        """The snapshot and the share of a core this process used since the last status."""
+        return {**self.snapshot(), "cpu": self._cpu_share()}
+
+    def snapshot(self) -> dict[str, Any]:
         """Replicas by state, nodes, queue, KV usage per replica, GPU and replica hours."""
         cluster, control = self.cluster, self.control
         replicas: dict[str, dict[str, Any]] = {}
@@ -201,7 +216,6 @@ class Fleet:
         return {
             "time_scale": self.clock.time_scale,
             "cluster_s": round(cluster.now, 3),
-            "cpu": self._cpu_share(),
             "desired_replicas": control.replicas,
             "ready_replicas": cluster.count(PodState.READY),
             "pending_replicas": unscheduled + cluster.count(PodState.STARTING),
@@ -230,5 +244,17 @@ class Fleet:
         self._cpu_mark = (cpu, wall)
         return round((cpu - last_cpu) / max(wall - last_wall, 1e-6), 3)
 
-    def _status_route(self) -> tuple[int, bytes]:
+    def _status_route(self, _request: HttpRequest) -> tuple[int, bytes]:
         return 200, json.dumps(self.status()).encode()
+
+    def _query_route(self, request: HttpRequest) -> tuple[int, bytes]:
+        """Prometheus's instant query, for the expressions a cloud run sends (GET or form POST)."""
+        form = request.body.decode("latin-1") if request.method == "POST" else ""
+        return prometheus_api.answer(
+            "&".join(p for p in (request.query, form) if p),
+            queries=self.queries,
+            status=self.snapshot(),
+            seconds_at=self.cluster.seconds_at,
+            cluster_now=self.cluster.now,
+            time_scale=self.clock.time_scale,
+        )

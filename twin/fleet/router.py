@@ -27,7 +27,8 @@ _HOP_BY_HOP = frozenset(
 )
 """Headers about one connection, not the request (RFC 9110 7.6.1); the upstream one is ours."""
 
-LocalRoute = Callable[[], tuple[int, bytes]]
+LocalRoute = Callable[[HttpRequest], tuple[int, bytes]]
+"""Answers a request on the router itself: ``(status, JSON body)``."""
 
 
 def _error(status: int, message: str) -> bytes:
@@ -36,8 +37,9 @@ def _error(status: int, message: str) -> bytes:
 
 
 def encode_request(request: HttpRequest) -> bytes:
-    """The request as sent upstream: same method, path, headers and body, framed by length."""
-    lines = [f"{request.method} {request.path} HTTP/1.1\r\n"]
+    """The request as sent upstream: same method, target, headers and body, framed by length."""
+    target = f"{request.path}?{request.query}" if request.query else request.path
+    lines = [f"{request.method} {target} HTTP/1.1\r\n"]
     lines.extend(
         f"{name}: {value}\r\n"
         for name, value in request.headers.items()
@@ -170,7 +172,7 @@ class Router:
         """Answer a local route, or forward the request to the chosen replica."""
         route = self.local.get(request.path)
         if route is not None:
-            status, body = route()
+            status, body = route(request)
             conn.respond(status, body)
             return
         if request.path == "/health":

@@ -21,6 +21,7 @@ own instants however coarse the calls, so a test can step it in virtual time.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -70,6 +71,18 @@ class Pod:
     """When it serves (or will serve, while STARTING)."""
 
 
+@dataclass(frozen=True)
+class Segment:
+    """From ``start`` (control time) on, this many GPUs billed and replicas ready."""
+
+    start: float
+    gpu_seconds: float
+    replica_seconds: float
+    """The counters at ``start``."""
+    gpus: int
+    ready: int
+
+
 @dataclass
 class Changes:
     """What the runtime must do after the cluster moved: start serving, or drain and release."""
@@ -107,6 +120,9 @@ class SimCluster:
         """GPU time billed so far: every node, booting or not, times its GPUs."""
         self.replica_seconds = 0.0
         """Serving time so far, summed over Ready pods."""
+        self.segments: list[Segment] = []
+        """Each change of the GPU or ready-replica count: the counters at any past time."""
+        self._segment_starts: list[float] = []
         self._last_scale_up = -math.inf
         self._changes = Changes()
         self._pod_count = 0
@@ -163,11 +179,30 @@ class SimCluster:
         self._account(now)
 
     def _account(self, now: float) -> None:
+        gpus, ready = len(self.nodes) * self.pool.gpus_per_node, self.count(PodState.READY)
+        last = self.segments[-1] if self.segments else None
+        if last is None or (last.gpus, last.ready) != (gpus, ready):
+            self.segments.append(
+                Segment(self.now, self.gpu_seconds, self.replica_seconds, gpus, ready)
+            )
+            self._segment_starts.append(self.now)
         elapsed = now - self.now
         if elapsed > 0:
             self.gpu_seconds += elapsed * len(self.nodes) * self.pool.gpus_per_node
             self.replica_seconds += elapsed * self.count(PodState.READY)
             self.now = now
+
+    def seconds_at(self, when: float) -> tuple[float, float]:
+        """GPU-seconds and replica-seconds accumulated by control time ``when`` (up to now)."""
+        i = bisect.bisect_right(self._segment_starts, when) - 1
+        if i < 0:
+            return 0.0, 0.0
+        segment = self.segments[i]
+        elapsed = max(min(when, self.now) - segment.start, 0.0)
+        return (
+            segment.gpu_seconds + segment.gpus * elapsed,
+            segment.replica_seconds + segment.ready * elapsed,
+        )
 
     # -- the Deployment controller ----------------------------------------------------------
     def scale(self, replicas: int, now: float) -> None:
