@@ -128,6 +128,8 @@ def test_measured_ttft_and_itl_are_the_servers_timings(
     records = lines(out / "requests.jsonl")
     assert len(records) >= 20 and all(r["ok"] and r["output_tokens"] == TOKENS for r in records)
     overall = summary(out)["overall"]
+    # The server's own lateness (its timer firing late on a busy machine) is not the client's.
+    late = server.stats()["lag_p50_ms"]
     # The server sends the first chunk TTFT_MS after the request arrives, so no request can
     # measure less (the client starts its clock before sending). Above it is the client's own
     # cost plus loopback: at 4 streams the load-generator benchmark measures about 1-2 ms; the
@@ -135,7 +137,7 @@ def test_measured_ttft_and_itl_are_the_servers_timings(
     # scheduler time slice or two to other processes. Half the requests would have to lose that
     # much for the median to move, so a pass here says the client does not add latency.
     assert min(r["ttft_ms"] for r in records) >= TTFT_MS
-    assert TTFT_MS <= overall["ttft_ms"]["p50"] <= TTFT_MS + 10
+    assert TTFT_MS <= overall["ttft_ms"]["p50"] <= TTFT_MS + late + 10
     # Chunks leave on an absolute schedule ITL_MS apart: a gap the CPU delays is followed by a
     # shorter one, so the median and the mean stay at ITL_MS unless the client bunches chunks
     # (Locust's 1024-byte reads would give gaps of 0 ms and a median far below). +-1 ms is
@@ -147,7 +149,7 @@ def test_measured_ttft_and_itl_are_the_servers_timings(
     assert abs(overall["tpot_ms"]["p50"] - ITL_MS) <= 1.0
     # E2E is TTFT plus the remaining chunks' schedule.
     expected_e2e = TTFT_MS + (TOKENS - 1) * ITL_MS
-    assert expected_e2e <= overall["e2e_ms"]["p50"] <= expected_e2e + 10
+    assert expected_e2e <= overall["e2e_ms"]["p50"] <= expected_e2e + late + 10
 
 
 def test_target_down_counts_failures_and_still_reports(tmp_path: Path) -> None:
