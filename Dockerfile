@@ -16,6 +16,7 @@ COPY domain ./domain
 COPY twin ./twin
 COPY infra ./infra
 COPY workloads ./workloads
+COPY costs ./costs
 COPY loadtest ./loadtest
 RUN python -m pip wheel --no-cache-dir --disable-pip-version-check --no-deps \
         --no-build-isolation --no-index --wheel-dir /wheels .

@@ -31,7 +31,7 @@ test: $(BIN)/.installed $(CHECKOV_VENV)/.installed ## run every test (unit and i
 lint: $(BIN)/.installed ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy .
+	$(BIN)/mypy . .github/scripts
 
 fmt: $(BIN)/.installed ## format and fix what ruff can
 	$(BIN)/ruff format .

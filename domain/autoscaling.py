@@ -20,8 +20,16 @@ _CONFIG = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=
 HPA_TOLERANCE = 0.1
 """The HPA ignores a metric/target ratio within 10% of 1 (kube-controller-manager default)."""
 
-FALLBACK_FAILURE_THRESHOLD = 3
-"""Consecutive failed Prometheus queries before KEDA holds ``fallbackReplicas``."""
+FALLBACK_AFTER_FAILURES = 3
+"""Consecutive failed Prometheus queries of a trigger after which KEDA serves ``fallbackReplicas``.
+
+KEDA counts failures per trigger (its polling loop and the HPA's metric reads both count, and a
+success resets the count) and falls back once the count is *greater than* the ScaledObject's
+``fallback.failureThreshold`` (kedacore/keda v2.20.2 ``pkg/fallback/fallback.go``,
+``GetMetricsWithFallback``: ``*healthStatus.NumberOfFailures > FailureThreshold``), so the
+threshold rendered is one less (``FALLBACK_FAILURE_THRESHOLD``)."""
+FALLBACK_FAILURE_THRESHOLD = FALLBACK_AFTER_FAILURES - 1
+"""``fallback.failureThreshold`` of the ScaledObject."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,8 @@ class AutoscalingSpec(BaseModel):
     fallback_replicas: int | None = Field(
         default=None,
         ge=1,
-        description="Replicas to hold when Prometheus is unreachable; defaults to minReplicas.",
+        description=f"Replicas KEDA asks for once {FALLBACK_AFTER_FAILURES} consecutive Prometheus "
+        "queries of a trigger have failed; defaults to minReplicas.",
     )
     scale_up: ScalingRules = Field(default_factory=_default_scale_up)
     scale_down: ScalingRules = Field(default_factory=_default_scale_down)
@@ -129,7 +138,7 @@ class AutoscalingSpec(BaseModel):
 
     @property
     def fallback(self) -> int:
-        """Replicas KEDA holds while Prometheus cannot be read (cheap by default)."""
+        """Replicas KEDA asks for while Prometheus cannot be read (cheap by default)."""
         return self.fallback_replicas or self.min_replicas
 
     def triggers(self) -> list[Trigger]:

@@ -52,7 +52,11 @@ class GpuSpec:
 
 @dataclass(frozen=True)
 class InstanceSpec:
-    """One EC2 instance type with its us-east-1 prices."""
+    """One EC2 instance type with the us-east-1 prices of the bundled data.
+
+    Costs are priced through ``domain.prices`` (a dated table that may be newer than these);
+    the fields here seed its bundled table and order instances by price.
+    """
 
     instance_type: str
     gpu_count: int
@@ -63,16 +67,6 @@ class InstanceSpec:
     spot_usd_per_h_low: float | None
     spot_usd_per_h_high: float | None
     source: str
-
-    def hourly_usd(self, capacity: CapacityType = "on-demand") -> float:
-        """Price per instance-hour; spot uses the high end of the observed range.
-
-        Budgets must hold on a bad day, so the spot figure is the worst observed price, and an
-        instance with no spot history is priced on-demand.
-        """
-        if capacity == "spot" and self.spot_usd_per_h_high is not None:
-            return self.spot_usd_per_h_high
-        return self.on_demand_usd_per_h
 
 
 @dataclass(frozen=True)

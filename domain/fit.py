@@ -19,6 +19,8 @@ from typing import Literal
 
 from domain import catalog
 from domain.catalog import GB, GIB, GpuSpec, InstanceSpec, ModelSpec
+from domain.prices import PriceTable
+from domain.prices import current as current_prices
 
 KV_BLOCK_TOKENS = 16
 """vLLM's default ``--block-size`` on CUDA."""
@@ -92,10 +94,16 @@ class FitResult:
         """GPUs one vLLM replica occupies (its ``nvidia.com/gpu`` limit)."""
         return self.tensor_parallel
 
-    def hourly_usd_per_replica(self, capacity: catalog.CapacityType = "on-demand") -> float:
-        """The share of the instance price one replica occupies (its GPUs / the instance's)."""
+    def hourly_usd_per_replica(
+        self, capacity: catalog.CapacityType = "on-demand", prices: PriceTable | None = None
+    ) -> float:
+        """The share of the node price one replica occupies (its GPUs / the instance's).
+
+        Priced from ``prices``, else the table in use for us-east-1 (``domain.prices``).
+        """
         share = self.tensor_parallel / self.instance.gpu_count
-        return self.instance.hourly_usd(capacity) * share
+        table = prices or current_prices()
+        return table.node_hour_usd(self.instance.instance_type, capacity) * share
 
 
 def dtype_for(model: ModelSpec, gpu: GpuSpec) -> Dtype:

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -29,12 +28,16 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from domain import catalog, versions
+from domain import catalog, hourly_cost, versions
 from domain.autoscaling import AutoscalingSpec
 from domain.durations import parse_duration
 from domain.fit import FitError, FitResult, check_fit, scheduler_defaults
+from domain.hourly_cost import HourlyCost
 from domain.model_config import ModelConfig
+from domain.prices import PriceTable, PriceTableError
+from domain.prices import current as current_prices
 from domain.validation import check_order, error_lines
+from domain.yaml_input import YamlInputError, read_yaml_file
 
 NAMESPACE = "qwen-stress"
 SECRET_KEYS = ("apiKey", "hfToken")
@@ -336,25 +339,44 @@ class StackConfig(BaseModel):
             tensor_parallel=self.model.tensor_parallel,
         )
 
-    def _hourly_usd(self, system_nodes: int, gpu_nodes: int) -> float:
-        prices = catalog.other_prices()
+    def hourly_cost(self, prices: PriceTable | None = None) -> HourlyCost:
+        """The stack's cost per hour, line by line, at minimum and maximum size.
+
+        Control plane, NAT gateways, system and GPU nodes (spot at its worst recent price),
+        from ``prices`` or the table in use for the stack's region (``domain.prices``).
+        """
+        table = prices or current_prices(self.region)
         nat = 1 if self.network.nat_gateways == "single" else self.network.az_count
-        system = catalog.instance(self.cluster.system_instance_type).on_demand_usd_per_h
-        gpu = self.gpu.instance.hourly_usd(self.gpu.capacity_type)
-        return (
-            prices["eks_control_plane_standard"]
-            + nat * prices["nat_gateway_hour"]
-            + system_nodes * system
-            + gpu_nodes * gpu
-        )
+        cluster, gpu = self.cluster, self.gpu
+        lines = [
+            hourly_cost.control_plane(table),
+            hourly_cost.nat_gateways(table, nat),
+            hourly_cost.node_group(
+                table,
+                "system_nodes",
+                cluster.system_instance_type,
+                "on-demand",
+                cluster.system_min_nodes,
+                cluster.system_max_nodes,
+            ),
+            hourly_cost.node_group(
+                table,
+                "gpu_nodes",
+                gpu.instance_type,
+                gpu.capacity_type,
+                gpu.min_nodes,
+                gpu.max_nodes,
+            ),
+        ]
+        return hourly_cost.combine(lines, table, hourly_cost.region_note(table, self.region))
 
-    def min_hourly_usd(self) -> float:
+    def min_hourly_usd(self, prices: PriceTable | None = None) -> float:
         """USD per hour at minimum size: control plane, NAT, minimum system and GPU nodes."""
-        return self._hourly_usd(self.cluster.system_min_nodes, self.gpu.min_nodes)
+        return self.hourly_cost(prices).min_usd
 
-    def max_hourly_usd(self) -> float:
+    def max_hourly_usd(self, prices: PriceTable | None = None) -> float:
         """USD per hour at maximum size; what ``budget.maxHourlyUsd`` is checked against."""
-        return self._hourly_usd(self.cluster.system_max_nodes, self.gpu.max_nodes)
+        return self.hourly_cost(prices).max_usd
 
 
 def _cross_check(cfg: StackConfig) -> list[str]:
@@ -390,11 +412,16 @@ def _cross_check(cfg: StackConfig) -> list[str]:
             "autoscaling.maxReplicas"
         )
     limit = cfg.budget.max_hourly_usd
-    cost = cfg.max_hourly_usd()
-    if limit is not None and cost > limit:
+    try:
+        cost = cfg.hourly_cost()
+    except PriceTableError as err:
+        key = "gpu.instanceType" if cfg.gpu.instance_type in str(err) else "cluster"
+        return [*errors, f"{NAMESPACE}:{key}: {err}"]
+    if limit is not None and cost.max_usd > limit:
         errors.append(
             f"{NAMESPACE}:budget.maxHourlyUsd: at maximum size this stack costs "
-            f"${cost:.2f}/h, above the budget of ${limit:.2f}/h; lower "
+            f"${cost.max_usd:.2f}/h ({cost.prices.label()}), above the budget of "
+            f"${limit:.2f}/h; lower "
             "gpu.maxNodes, use a cheaper gpu.instanceType or capacityType spot, or raise the budget"
         )
     return errors
@@ -468,15 +495,29 @@ def load_stack_file(path: Path) -> StackConfig:
     """Read a ``Pulumi.<stack>.yaml`` file directly, for local rehearsals of that stack.
 
     Encrypted values (``secure:``) cannot be read without the Pulumi CLI and are left unset:
-    the local target generates its own API key.
+    the local target generates its own API key. Every error names the file: a rehearsal may be
+    pointed at any file, and an error about settings alone would not say which one.
     """
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"cannot read stack file {path}: {err}") from None
+        document = read_yaml_file(path, "stack file")
+    except YamlInputError as err:
+        raise ConfigError(str(err)) from None
+    if document is None:
+        raise ConfigError(
+            f"stack file {path} is empty; it needs a 'config:' mapping of qwen-stress:* "
+            "settings (see Pulumi.dev.yaml)"
+        )
+    if not isinstance(document, dict):
+        raise ConfigError(
+            f"stack file {path} holds a {type(document).__name__}, not a mapping with a "
+            "'config:' key (see Pulumi.dev.yaml)"
+        )
     values = document.get("config") or {}
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: 'config' must be a mapping of keys to values")
     plain = {k: v for k, v in values.items() if not (isinstance(v, dict) and "secure" in v)}
     region = plain.get("aws:region")
-    return parse(plain, region=region if isinstance(region, str) else None)
+    try:
+        return parse(plain, region=region if isinstance(region, str) else None)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None

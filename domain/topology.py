@@ -40,11 +40,19 @@ GPU_TAINT_EFFECT = "NoSchedule"
 MONITORING_NAMESPACE = "monitoring"
 PROMETHEUS_RELEASE = "kube-prometheus-stack"
 PROMETHEUS_SERVICE = f"{PROMETHEUS_RELEASE}-prometheus"
+"""The chart's Prometheus object and its Service share this name (kube-prometheus-stack 88.5.3
+templates: the release name, then ``-prometheus``)."""
 PROMETHEUS_PORT = 9090
 PROMETHEUS_URL = f"http://{PROMETHEUS_SERVICE}.{MONITORING_NAMESPACE}.svc:{PROMETHEUS_PORT}"
 """In-cluster Prometheus; KEDA's triggers and the load-test runner query it."""
 PROMETHEUS_SCRAPE_INTERVAL_S = 15
 """kube-prometheus-stack's global scrape interval (kube-state-metrics is scraped this often)."""
+PROMETHEUS_POD_LABELS = {
+    "app.kubernetes.io/name": "prometheus",
+    "operator.prometheus.io/name": PROMETHEUS_SERVICE,
+}
+"""Labels the Prometheus operator (v0.93, ``makeSelectorLabels``) puts on the Prometheus server's
+pods, and on no other pod of the chart: the one pod of ``monitoring`` that scrapes vLLM."""
 
 KEDA_NAMESPACE = "keda"
 VLLM_NAMESPACE = "vllm"

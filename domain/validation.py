@@ -6,6 +6,7 @@ key the user wrote, the value, and the fix.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from pydantic import ValidationError
@@ -18,6 +19,17 @@ def check_order(low: tuple[str, float], high: tuple[str, float], *, fix: str) ->
         raise ValueError(
             f"{low_name} {low_value:g} is greater than {high_name} {high_value:g}; {fix}"
         )
+
+
+def check_range(name: str, value: float, low: float, high: float, *, fix: str = "") -> None:
+    """Refuse a number outside ``low..high`` (NaN and the infinities included), naming it.
+
+    Every comparison with NaN is false, so a plain ``value <= 0`` check lets it through; this
+    one cannot: the value must be shown to lie inside the range.
+    """
+    if not (math.isfinite(value) and low <= value <= high):
+        rest = f"; {fix}" if fix else ""
+        raise ValueError(f"{name} {value:g}: must be a number from {low:g} to {high:g}{rest}")
 
 
 def error_lines(

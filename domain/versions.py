@@ -43,33 +43,41 @@ KUBERNETES: dict[str, KubernetesPins] = {
 
 DEFAULT_KUBERNETES_VERSION = "1.35"
 
+# Every chart version below is one its repository's index.yaml lists: the entries read are copied,
+# with where and when, into domain/data/chart_index.yaml, and a test fails on a pin missing there.
 CLUSTER_AUTOSCALER = Chart(
-    # kubernetes/autoscaler cluster-autoscaler/charts/cluster-autoscaler/Chart.yaml at commit
-    # 0d4abcf: version 9.59.1, appVersion 1.35.0 (the version seen there; 9.59.0 never was).
+    # The index (kubernetes/autoscaler gh-pages index.yaml, generated 2026-07-26), the tags
+    # cluster-autoscaler-chart-* and Chart.yaml on master all end at 9.59.0 (appVersion 1.35.0);
+    # no 9.59.1 was ever released (a Chart.yaml bump to it exists only in an unmerged pull
+    # request). 9.59.0's values.yaml and deployment template take every key addons.py sets.
     # The image tag is set per Kubernetes minor below.
     repo="https://kubernetes.github.io/autoscaler",
     chart="cluster-autoscaler",
-    version="9.59.1",
+    version="9.59.0",
 )
 NVIDIA_DEVICE_PLUGIN = Chart(
     # The EKS AL2023 NVIDIA AMI ships the driver and container toolkit, not the device plugin
     # (EKS user guide, "Install Kubernetes device plugin for GPUs").
     repo="https://nvidia.github.io/k8s-device-plugin",
     chart="nvidia-device-plugin",
-    # Chart and image versions move together; nvcr.io/nvidia/k8s-device-plugin:v0.20.1 is the
-    # image NVIDIA's GPU Operator v26.7.1 ships.
-    version="0.20.1",
+    # The newest chart the index lists (NVIDIA/k8s-device-plugin gh-pages, generated
+    # 2026-08-20): tag v0.20.0; there is no 0.20.1 chart or tag. Chart and image move together.
+    version="0.20.0",
 )
 KUBE_PROMETHEUS_STACK = Chart(
+    # Tag kube-prometheus-stack-88.5.3 (operator v0.93.1), whose values.yaml takes every key
+    # addons.py sets; the index copy read lists it (newest there: 88.6.0). 91.9.0, pinned
+    # before, is in no index copy that could be read here, so it stays unverified.
     repo="https://prometheus-community.github.io/helm-charts",
     chart="kube-prometheus-stack",
-    version="91.9.0",
+    version="88.5.3",
 )
 KEDA = Chart(
     # KEDA 2.20 is tested on Kubernetes 1.33-1.35 (keda.sh/docs/2.20/operate/cluster).
     repo="https://kedacore.github.io/charts",
     chart="keda",
-    # `helm pull kedacore/keda --version 2.20.2` in public install notes; images 2.20.2.
+    # kedacore/charts docs/index.yaml (generated 2026-07-31); the packaged keda-2.20.2.tgz
+    # hashes to the index's digest and takes crds.install and a top-level nodeSelector.
     version="2.20.2",
 )
 
@@ -104,7 +112,10 @@ SYSTEM_AMI_TYPE = "AL2023_x86_64_STANDARD"
 #   on SIGTERM, refuse new requests and let in-flight ones finish for up to that many seconds).
 # - Environment: ``VLLM_API_KEY`` (the API key), ``VLLM_ENGINE_READY_TIMEOUT_S`` (how long the
 #   API server waits for the engine at start-up; default 600 s), ``DO_NOT_TRACK``.
-# - Endpoints ``/health`` and ``/metrics`` stay open when an API key is set; ``/v1/*`` needs it.
+# - The API key guards only the path prefixes ``/v1``, ``/v2``, ``/inference`` and ``/cohere``
+#   (``vllm_args.API_KEY_GUARDED_PREFIXES``, where it was read); ``/invocations``, ``/pooling``,
+#   ``/score``, ``/tokenize``, ``/pause``, ``/health``, ``/metrics`` and the rest stay open, so
+#   the NetworkPolicy is what keeps strangers off them.
 # - Metrics: ``vllm:num_requests_waiting``, ``vllm:num_requests_running``,
 #   ``vllm:kv_cache_usage_perc``, each labelled ``model_name`` (and ``engine``).
 

@@ -18,6 +18,15 @@ API_KEY_ENV = "VLLM_API_KEY"
 line is public (``ps``), an environment variable is not."""
 HF_TOKEN_ENV = "HF_TOKEN"
 
+API_KEY_GUARDED_PREFIXES = ("/v1", "/v2", "/inference", "/cohere")
+"""The only path prefixes vLLM's API key guards: everything else answers without it, including
+``/invocations`` (SageMaker's entry to the same inference), ``/pooling``, ``/classify``,
+``/score``, ``/rerank``, ``/tokenize``, ``/pause`` and ``/abort_requests``. Read in v0.28.0's
+source (the PyPI sdist): ``GUARDED_PREFIX`` in ``vllm/entrypoints/serve/utils/server_utils.py``,
+checked with ``url_path.startswith`` by ``AuthenticationMiddleware``. Its own security guide
+(``docs/usage/security.md``) names ``/v1``, ``/v2`` and ``/inference`` only. So the key alone
+protects nothing: the vLLM NetworkPolicy is what keeps everyone else off port 8000."""
+
 HOME_DIR = "/home/vllm"
 """Writable home (an emptyDir): torch, Triton, FlashInfer and vLLM cache compiled kernels here."""
 MODEL_CACHE_DIR = "/models"

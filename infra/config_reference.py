@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from domain import prices
 from domain.catalog import GIB
 from domain.fit import overhead_bytes, scheduler_defaults
 from domain.stack_config import NAMESPACE, ConfigError, StackConfig, load_stack_file, parse
@@ -60,7 +61,12 @@ def reference() -> str:
 
 
 def cost_table(root: Path = ROOT) -> str:
-    """Markdown table: each example stack's cost per hour at minimum and maximum size."""
+    """Markdown table: each example stack's cost per hour at minimum and maximum size.
+
+    Priced with the bundled table, whatever a developer has refreshed locally: the README must
+    be the same for everyone, and it names the table's date.
+    """
+    table = prices.bundled()
     rows = [
         "| Stack | GPU nodes | At minimum size | At maximum size |",
         "|---|---|---|---|",
@@ -70,9 +76,10 @@ def cost_table(root: Path = ROOT) -> str:
         gpu = cfg.gpu
         rows.append(
             f"| `{path.name.split('.')[1]}` | {gpu.min_nodes}..{gpu.max_nodes} x "
-            f"{gpu.instance_type} ({gpu.capacity_type}) | ${cfg.min_hourly_usd():.2f}/h | "
-            f"${cfg.max_hourly_usd():.2f}/h |"
+            f"{gpu.instance_type} ({gpu.capacity_type}) | ${cfg.min_hourly_usd(table):.2f}/h | "
+            f"${cfg.max_hourly_usd(table):.2f}/h |"
         )
+    rows += ["", f"Prices: {table.label()}."]
     return "\n".join(rows)
 
 
@@ -85,7 +92,11 @@ def _gib(value: float) -> str:
 
 
 def fit_table(root: Path = ROOT) -> str:
-    """Markdown: what the fit check computes for each example stack, and one refusal."""
+    """Markdown: what the fit check computes for each example stack, and one refusal.
+
+    Priced with the bundled table, as the cost table is.
+    """
+    table = prices.bundled()
     stacks = {p.name.split(".")[1]: load_stack_file(p) for p in sorted(root.glob("Pulumi.*.yaml"))}
     defaults = {scheduler_defaults(cfg.fit.gpu) for cfg in stacks.values()}
     if len(defaults) != 1:
@@ -107,7 +118,7 @@ def fit_table(root: Path = ROOT) -> str:
             f"{_gib(fit.model.weight_bytes / fit.tensor_parallel)} | "
             f"{_gib(overhead_bytes(fit.model, fit.gpu))} | {_gib(fit.kv_bytes_per_gpu)} | "
             f"{fit.kv_cache_tokens:,} | {fit.max_model_len:,} | {int(fit.max_concurrency)} | "
-            f"{fit.hourly_usd_per_replica(cfg.gpu.capacity_type):.3f} |"
+            f"{fit.hourly_usd_per_replica(cfg.gpu.capacity_type, table):.3f} |"
         )
     stack, model = FIT_EXAMPLE
     gpu = stacks[stack].fit.gpu

@@ -30,14 +30,17 @@ CLUSTER_AUTOSCALER_DESCRIBE = (
     "autoscaling:DescribeAutoScalingInstances",
     "autoscaling:DescribeLaunchConfigurations",
     "autoscaling:DescribeScalingActivities",
-    "autoscaling:DescribeTags",
     "ec2:DescribeImages",
     "ec2:DescribeInstanceTypes",
     "ec2:DescribeLaunchTemplateVersions",
     "ec2:GetInstanceTypesFromInstanceRequirements",
     "eks:DescribeNodegroup",
 )
-"""Read actions the Cluster Autoscaler's AWS provider documents (cloudprovider/aws/README.md)."""
+"""Read actions of the "Full Cluster Autoscaler Features Policy" in the AWS provider's README
+(kubernetes/autoscaler cluster-autoscaler/cloudprovider/aws/README.md, tag
+cluster-autoscaler-1.35.2 and master). ``autoscaling:DescribeTags`` is not among them: auto
+discovery filters ``DescribeAutoScalingGroups`` by tag instead (commit 285500ed2c, "reduce
+auto-discovery API calls", first released in 1.25.0), and the 1.35 provider never calls it."""
 CLUSTER_AUTOSCALER_WRITE = (
     "autoscaling:SetDesiredCapacity",
     "autoscaling:TerminateInstanceInAutoScalingGroup",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from costs.cli import cost_app, prices_app
 from loadtest import run_cli
 from loadtest.cloud import reap
 from twin.emulator.cli import emulate
@@ -32,6 +33,8 @@ app.command()(fleet)
 app.command("run")(run_cli.run)
 app.command("report")(run_cli.report)
 app.command("reap")(reap.reap)
+app.add_typer(cost_app, name="cost")
+app.add_typer(prices_app, name="prices")
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from costs import reconcile, runs
 from loadtest import analysis, cost, report_html, report_md, run_files, scaling
 from loadtest.run_data import RunData
 from loadtest.schema import (
@@ -136,4 +137,8 @@ def write(run_dir: Path) -> Summary:
     (run_dir / run_files.REPORT_MD).write_text(report_md.render(summary), encoding="utf-8")
     html = report_html.render(summary, data.timeline, data.records, data.config.started_at)
     (run_dir / run_files.REPORT_HTML).write_text(html, encoding="utf-8")
+    # A rebuilt report keeps the billed cost that `qwen-stress cost actuals` added to it.
+    actuals = runs.read_actuals(run_dir)
+    if actuals is not None:
+        reconcile.add_to_reports(run_dir, actuals)
     return summary

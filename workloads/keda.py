@@ -35,6 +35,7 @@ def scaled_object_spec(
         "pollingInterval": spec.polling_interval_seconds,
         "minReplicaCount": spec.min_replicas,
         "maxReplicaCount": spec.max_replicas,
+        # KEDA falls back once failures exceed the threshold: FALLBACK_AFTER_FAILURES failures.
         "fallback": {
             "failureThreshold": FALLBACK_FAILURE_THRESHOLD,
             "replicas": spec.fallback,

@@ -22,6 +22,8 @@ from domain.autoscaling import AutoscalingSpec
 from domain.catalog import GIB, CapacityType, InstanceSpec
 from domain.fit import FitResult
 from domain.model_config import ModelConfig
+from domain.prices import PriceTable
+from domain.prices import current as current_prices
 from domain.versions import VLLM_IMAGE, VLLM_UID
 from domain.vllm_args import (
     API_KEY_ENV,
@@ -133,6 +135,7 @@ class VllmService(pulumi.ComponentResource):
         autoscaling: AutoscalingSpec,
         fit: FitResult,
         capacity_type: CapacityType = "on-demand",
+        prices: PriceTable | None = None,
         api_key: pulumi.Input[str] | None = None,
         hf_token: pulumi.Input[str] | None = None,
         namespace: str = topology.VLLM_NAMESPACE,
@@ -260,6 +263,10 @@ class VllmService(pulumi.ComponentResource):
             opts=in_ns,
         )
 
+        # vLLM's API key guards only /v1, /v2, /inference and /cohere (API_KEY_GUARDED_PREFIXES):
+        # /invocations runs the same inference without it, /pause and /abort_requests stop the
+        # service. This policy is what keeps everyone else off the port: load-test namespaces,
+        # the Prometheus server (not the rest of monitoring) and the vLLM pods themselves.
         policy_spec: Body = {
             "podSelector": {"matchLabels": labels},
             "policyTypes": ["Ingress"],
@@ -276,7 +283,8 @@ class VllmService(pulumi.ComponentResource):
                                 "matchLabels": {
                                     "kubernetes.io/metadata.name": topology.MONITORING_NAMESPACE
                                 }
-                            }
+                            },
+                            "podSelector": {"matchLabels": dict(topology.PROMETHEUS_POD_LABELS)},
                         },
                         {"podSelector": {}},
                     ],
@@ -302,7 +310,7 @@ class VllmService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
         )
 
-        self.hourly_usd_per_replica = fit.hourly_usd_per_replica(capacity_type)
+        self.hourly_usd_per_replica = fit.hourly_usd_per_replica(capacity_type, prices)
         self.register_outputs(self.exports())
 
     @classmethod
@@ -320,6 +328,7 @@ class VllmService(pulumi.ComponentResource):
             autoscaling=cfg.autoscaling,
             fit=cfg.fit,
             capacity_type=cfg.gpu.capacity_type,
+            prices=current_prices(cfg.region),
             api_key=cfg.api_key.get_secret_value() if cfg.api_key else None,
             hf_token=cfg.hf_token.get_secret_value() if cfg.hf_token else None,
             depends_on=depends_on,

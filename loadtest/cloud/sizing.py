@@ -21,6 +21,7 @@ from typing import Literal
 
 from domain import catalog
 from domain.catalog import CapacityType, InstanceSpec
+from domain.prices import current as current_prices
 
 DEFAULT_INSTANCE_TYPE = "c7i.2xlarge"
 """Compute-optimised (a Locust worker is CPU-bound: SSE parsing and timestamps per chunk),
@@ -73,10 +74,14 @@ class Sizing:
 
     @property
     def hourly_usd(self) -> float:
-        """The nodes' price per hour (spot at its worst observed price); 0 on existing nodes."""
+        """The nodes' price per hour (spot at its worst observed price); 0 on existing nodes.
+
+        Priced from the table in use (``domain.prices``), like every other cost figure.
+        """
         if self.instance is None:
             return 0.0
-        return self.nodes * self.instance.hourly_usd(self.capacity_type)
+        node = current_prices().node_hour_usd(self.instance.instance_type, self.capacity_type)
+        return self.nodes * node
 
 
 def loadgen_instance(instance_type: str) -> InstanceSpec:

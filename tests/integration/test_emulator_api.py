@@ -15,6 +15,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from domain.versions import VLLM_VERSION
 from twin.emulator.metrics import INTER_TOKEN_BUCKETS, REQUEST_LATENCY_BUCKETS, TTFT_BUCKETS
 from twin.emulator.server import ReplicaServer
 
@@ -161,7 +162,7 @@ def test_models_version_health(live: Live) -> None:
     assert [m.id for m in models.data] == [MODEL]
     status, body = live.raw("GET", "/version", key=None)
     assert status == 200
-    assert "version" in json.loads(body)
+    assert json.loads(body) == {"version": VLLM_VERSION.removeprefix("v")}
     assert live.raw("GET", "/health", key=None)[0] == 200
 
 

@@ -162,6 +162,10 @@ def test_fleet_scales_out_under_load_and_in_without_losing_a_request() -> None:
         loop.close()
 
 
+def _refuse_constant(name: str) -> None:
+    raise AssertionError(f"{name} is not JSON")
+
+
 def test_fleet_command_serves_its_status_and_stops_on_sigterm() -> None:
     command = [sys.executable, "-m", "loadtest.cli", "fleet", "--model", MODEL, "--gpu", "T4"]
     process = subprocess.Popen(
@@ -178,7 +182,8 @@ def test_fleet_command_serves_its_status_and_stops_on_sigterm() -> None:
         url = re.search(r"Serving (http://\S+) ", process.stdout.readline())
         assert url is not None
         with urllib.request.urlopen(url.group(1) + "/fleet/status", timeout=5) as response:
-            status = json.loads(response.read())
+            # Strict JSON (RFC 8259): no NaN or Infinity, which Python's parser would accept.
+            status = json.loads(response.read(), parse_constant=_refuse_constant)
         assert (status["desired_replicas"], status["ready_replicas"], status["nodes"]) == (1, 1, 1)
         assert status["fleet"]["instance_type"] == "g4dn.xlarge"
         process.send_signal(signal.SIGTERM)
@@ -197,7 +202,7 @@ def test_fleet_command_refuses_bad_input() -> None:
         unfit.output
     )
     scale = runner.invoke(app, ["fleet", "--model", MODEL, "--gpu", "T4", "--time-scale", "0"])
-    assert scale.exit_code == 2 and "--time-scale 0.0: must be above 0" in scale.output
+    assert scale.exit_code == 2 and "--time-scale 0: must be a number from 0.001" in scale.output
 
 
 def test_a_local_run_scales_the_twin_out_and_in_and_reports_it(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from domain import topology
-from domain.autoscaling import HPA_TOLERANCE, AutoscalingSpec
+from domain.autoscaling import FALLBACK_AFTER_FAILURES, HPA_TOLERANCE, AutoscalingSpec
 from domain.stack_config import ConfigError, parse
 from tests.pulumi_mocks import stack_config
 from workloads.keda import scaled_object_spec
@@ -43,12 +43,25 @@ def test_bounds_polling_fallback_and_target() -> None:
     assert rendered["minReplicaCount"] == 2
     assert rendered["maxReplicaCount"] == 6
     assert rendered["pollingInterval"] == 10
-    assert rendered["fallback"] == {"failureThreshold": 3, "replicas": 3}
+    assert rendered["fallback"] == {"failureThreshold": 2, "replicas": 3}
     assert rendered["scaleTargetRef"] == {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "name": "vllm",
     }
+
+
+def _keda_falls_back(consecutive_failures: int, failure_threshold: int) -> bool:
+    """kedacore/keda v2.20.2 pkg/fallback/fallback.go: ``NumberOfFailures > FailureThreshold``."""
+    return consecutive_failures > failure_threshold
+
+
+def test_fallback_starts_at_the_documented_failure() -> None:
+    threshold = _render(AutoscalingSpec())["fallback"]["failureThreshold"]
+    first = next(n for n in range(1, 100) if _keda_falls_back(n, threshold))
+    assert first == FALLBACK_AFTER_FAILURES == 3
+    field = AutoscalingSpec.model_fields["fallback_replicas"]
+    assert f"once {first} consecutive Prometheus queries" in (field.description or "")
 
 
 def test_fallback_defaults_to_min_replicas() -> None:

@@ -118,7 +118,7 @@ def test_kv_exhaustion_preempts_the_latest_sequence_and_recomputes_it() -> None:
 def test_step_time_grows_with_batch() -> None:
     cost = StepCostModel(MODEL, GPU)
     times = [
-        cost.step_seconds(n, kv_tokens_read=n * 500, attention_pairs=n * 500)
+        cost.step_seconds(n, kv_tokens_read=n * 500, attention_pairs=n * 500, sequences=n)
         for n in (1, 16, 64, 256)
     ]
     assert times == sorted(times)

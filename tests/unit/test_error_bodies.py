@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from twin.emulator.api import ApiError
 from twin.emulator.http_protocol import HttpConnection, HttpRequest
 from twin.fleet.router import _error
@@ -13,6 +15,12 @@ class _Transport:
 
     def write(self, data: bytes) -> None:
         self.written += data
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -45,11 +53,19 @@ def test_api_errors_carry_type_param_and_status_code() -> None:
 
 
 def test_a_malformed_request_gets_a_bad_request_error_and_the_connection_closes() -> None:
-    conn = HttpConnection(_Handler(), set())
-    transport = _Transport()
-    conn.connection_made(transport)  # type: ignore[arg-type]
-    conn.data_received(b"NOT HTTP AT ALL\r\n\r\n")
-    head, body = transport.written.split(b"\r\n\r\n", 1)
+    async def feed() -> bytes:
+        conn = HttpConnection(_Handler(), set())
+        transport = _Transport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        conn.data_received(b"NOT HTTP AT ALL\r\n\r\n")
+        return transport.written
+
+    loop = asyncio.new_event_loop()  # not asyncio.run: it unsets the loop Pulumi's mocks use
+    try:
+        written = loop.run_until_complete(feed())
+    finally:
+        loop.close()
+    head, body = written.split(b"\r\n\r\n", 1)
     assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"connection: close" in head
     assert body.startswith(b'{"error": {"message": "malformed HTTP request: ')
     assert body.endswith(b'", "type": "BadRequestError", "param": null, "code": 400}}')

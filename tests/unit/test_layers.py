@@ -22,7 +22,9 @@ ALLOWED: dict[str, set[str]] = {
     "twin": {"domain"},
     "infra": {"domain"},
     "workloads": {"domain"},
-    "loadtest": {"domain", "twin", "infra", "workloads"},
+    "costs": {"domain"},
+    "loadtest": {"domain", "twin", "infra", "workloads", "costs"},
+    "policies": {"domain"},
 }
 """What each project package may import; everything may use ``domain``, nothing imports up."""
 
@@ -31,6 +33,8 @@ FOREIGN: dict[str, set[str]] = {
     "twin": {"pulumi", "pulumi_aws", "pulumi_kubernetes", "pulumi_random", "locust", "gevent"},
     "infra": {"locust", "gevent"},
     "workloads": {"locust", "gevent"},
+    "costs": {"pulumi", "pulumi_aws", "pulumi_kubernetes", "pulumi_random", "locust", "gevent"},
+    "policies": {"locust", "gevent"},
 }
 """Third-party packages a layer must not need: the domain runs without Pulumi or Locust."""
 
@@ -104,7 +108,10 @@ def _loaded_after(statement: str) -> set[str]:
 
 
 def test_the_command_line_loads_neither_the_twin_nor_locust_until_used() -> None:
-    """``qwen-stress run --url`` and ``--help`` start fast: no emulator, no gevent patching."""
+    """``qwen-stress run --url`` and ``--help`` start fast: no emulator, no gevent patching.
+
+    boto3 (and botocore, a second of imports) load only in the commands that call AWS.
+    """
     loaded = _loaded_after("import loadtest.cli")
     assert not {m for m in loaded if m.startswith(("twin.emulator.", "twin.fleet."))} - {
         "twin.emulator.cli",
@@ -112,6 +119,7 @@ def test_the_command_line_loads_neither_the_twin_nor_locust_until_used() -> None
     }
     assert "locust" not in loaded
     assert "pulumi" not in loaded
+    assert not {m for m in loaded if m.split(".")[0] in ("boto3", "botocore", "plotly")}
     # `qwen-stress reap` and cloud runs load the Automation API and the Kubernetes client when
     # they run, not when `--help` or a local run starts.
     assert "kubernetes" not in loaded

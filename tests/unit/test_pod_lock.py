@@ -34,6 +34,7 @@ EXCLUDED = {
     "httptools": "the emulator's HTTP parser; pods load a real vLLM",
     "uvloop": "same",
     "plotly": "reports are rendered at home from the run directory",
+    "boto3": "only `qwen-stress cost` and `prices` call AWS, from the user's machine",
     "kubernetes": "the CLI's pre-flight and port-forwards; no pod calls the Kubernetes API",
 }
 """Runtime dependencies of the CLI that no pod imports, and why (the lock stays small)."""

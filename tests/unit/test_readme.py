@@ -7,11 +7,16 @@ import re
 import pytest
 from pydantic import BaseModel
 
+from domain.autoscaling import FALLBACK_AFTER_FAILURES, FALLBACK_FAILURE_THRESHOLD
 from domain.stack_config import StackConfig
+from domain.vllm_args import API_KEY_GUARDED_PREFIXES
 from infra import config_reference
+from policies import reference
 from tests.pulumi_mocks import ROOT
 from tests.unit.conftest import example
+from twin.emulator.http_protocol import HttpLimits
 from twin.fleet import timing_reference
+from twin.fleet.fleet import TIME_SCALES
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -96,3 +101,46 @@ def test_every_stack_output_is_documented_and_every_documented_one_exists() -> N
     everything = platform | _documented_outputs("### Workload stack outputs")
     assert exported <= everything, "outputs missing from the README's output tables"
     assert platform <= exported, "README's Stack outputs table names outputs nobody exports"
+
+
+def _row(key: str) -> str:
+    match = re.search(rf"^\| `{key}` \|.*$", README, re.M)
+    assert match, f"README.md has no table row for {key}"
+    return match.group(0)
+
+
+def test_the_fallback_row_says_when_keda_falls_back() -> None:
+    row = _row("fallbackReplicas")
+    assert f"once {FALLBACK_AFTER_FAILURES} consecutive Prometheus queries" in row
+    assert f"`fallback.failureThreshold` is {FALLBACK_FAILURE_THRESHOLD}" in row
+
+
+def test_the_secrets_section_names_every_route_the_key_guards_and_the_open_inference_one() -> None:
+    section = README.split("### Secrets", 1)[1].split("\n#", 1)[0]
+    for prefix in API_KEY_GUARDED_PREFIXES:
+        assert f"`{prefix}`" in section
+    assert "`/invocations`" in section
+    assert "`/v1/*` needs the key" not in README
+
+
+def test_the_emulator_limits_in_the_readme_are_the_code_defaults() -> None:
+    section = README.split("**HTTP limits**", 1)[1].split("\n\n", 1)[0]
+    limits = HttpLimits()
+    assert f"over {limits.max_target_bytes // 1024} KiB gets 414" in section
+    assert f"over {limits.max_head_bytes // 1024} KiB or {limits.max_headers} fields 431" in section
+    assert f"over {limits.max_body_bytes // 1024**2} MiB 413" in section
+    assert f"within {limits.read_timeout_s:g} s of its first byte" in section
+    low, high = TIME_SCALES
+    assert f"S is {low:g} to {high:g}." in README
+
+
+def test_policy_rule_table_is_generated_from_the_pack() -> None:
+    assert _block("policy-rules") == reference.rule_table(), (
+        "regenerate it: .venv/bin/python -m policies.reference, and paste it into README.md"
+    )
+
+
+def test_policy_config_table_is_generated_from_the_config_files() -> None:
+    assert _block("policy-configs") == reference.config_table(), (
+        "regenerate it: .venv/bin/python -m policies.reference, and paste it into README.md"
+    )

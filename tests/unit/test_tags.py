@@ -40,9 +40,11 @@ def test_every_aws_resource_goes_through_the_tagging_provider(stack: str) -> Non
     assert untagged == []
 
 
-def test_instances_volumes_and_enis_an_asg_launches_are_tagged(dev: Program) -> None:
-    tags = _default_tags(dev)
-    templates = dev.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+@pytest.mark.parametrize("stack", ["dev", "a10g"])
+def test_instances_volumes_and_enis_an_asg_launches_are_tagged(stack: str) -> None:
+    program = example(stack)
+    tags = _default_tags(program)
+    templates = program.of_type("aws:ec2/launchTemplate:LaunchTemplate")
     assert len(templates) == 2
     for template in templates:
         specs = {s["resourceType"]: s["tags"] for s in template.inputs["tagSpecifications"]}

@@ -257,20 +257,6 @@ def test_disruption_budget_lets_one_replica_go_at_a_time(dev: Program) -> None:
     assert spec["maxUnavailable"] == 1
 
 
-def test_network_policy_admits_load_tests_monitoring_and_the_namespace(dev: Program) -> None:
-    spec = dev.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
-    assert spec["policyTypes"] == ["Ingress"]
-    (rule,) = spec["ingress"]
-    assert rule["ports"] == [{"port": topology.VLLM_PORT, "protocol": "TCP"}]
-    assert {
-        "namespaceSelector": {"matchLabels": {topology.ROLE_LABEL: topology.LOADTEST_ROLE}}
-    } in (rule["from"])
-    monitoring = {"kubernetes.io/metadata.name": topology.MONITORING_NAMESPACE}
-    assert {"namespaceSelector": {"matchLabels": monitoring}} in rule["from"]
-    assert {"podSelector": {}} in rule["from"]
-    assert len(rule["from"]) == 3
-
-
 def test_namespace_is_labelled_and_enforces_restricted_pods(dev: Program) -> None:
     labels = dev.one("kubernetes:core/v1:Namespace").inputs["metadata"]["labels"]
     assert labels[topology.ROLE_LABEL] == topology.GPU_ROLE

@@ -4,7 +4,8 @@ It stands in for vLLM in every local test and in ``make demo``: the same API, th
 metrics, and a continuous-batching engine whose step times come from a roofline model calibrated
 to published vLLM measurements. Modules, one job each:
 
-- ``perf_model``: step duration from the catalog's GPU and model numbers and fitted efficiencies;
+- ``perf_model``: step duration from the catalog's GPU and model numbers, fitted efficiencies and
+  vLLM's host costs (per step, per sequence, and the API server's latency per request);
 - ``engine``: the V1-style scheduler (FCFS, KV blocks, chunked prefill, preemption, prefix cache)
   stepped by an external clock; ``simulate`` drives it in virtual time;
 - ``calibration``: the fit to ``twin/data/observations.csv`` and its residual table;

@@ -4,8 +4,10 @@ Routes: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completion
 or whole responses, ``stream_options.include_usage``), ``GET /health``, ``GET /version``,
 ``GET /metrics`` and the legacy ``POST /generate``. Errors are vLLM's error objects
 (``{"error": {"message", "type", "param", "code"}}``, code = HTTP status); a missing or wrong API
-key gets OpenAI's 401 (``invalid_api_key``). As in vLLM, only ``/v1/*`` (and here also the
-legacy ``/generate``, which spends GPU time too) need the key; health, version and metrics do not.
+key gets OpenAI's 401 (``invalid_api_key``). Of the routes served here, ``/v1/*`` and the legacy
+``/generate`` (which spends GPU time too) need the key; health, version and metrics do not. vLLM
+itself guards only ``/v1``, ``/v2``, ``/inference`` and ``/cohere``
+(``domain.vllm_args.API_KEY_GUARDED_PREFIXES``); its unguarded inference routes are not emulated.
 
 What the emulated model writes: filler text (Chinese when the prompt is mostly Chinese), one token
 per piece, so ``usage`` counts are exact. Its answer ends, as a model's would, at an EOS after a
@@ -28,14 +30,16 @@ from typing import Any, TypeVar
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from domain.versions import VLLM_VERSION
 from twin.emulator.driver import EngineDriver
 from twin.emulator.engine import FinishReason, Sequence, SequenceSink
 from twin.emulator.filler import Filler, filler
 from twin.emulator.http_protocol import HttpConnection, HttpRequest, error_body
 from twin.emulator.tokens import TokenCounter, cjk_share, render_chat
 
-EMULATED_VLLM_VERSION = "0.11.0"
-"""The vLLM release whose API and metric names the emulator follows."""
+EMULATED_VLLM_VERSION = VLLM_VERSION.removeprefix("v")
+"""The release the cluster deploys (``domain.versions``), as vLLM's ``/version`` spells it: the
+emulator follows that release's API, metric names and scheduler defaults."""
 NATURAL_LENGTH_RANGE = (128, 1024)
 _GOLDEN = 0.6180339887498949
 

@@ -14,6 +14,7 @@ import typer
 
 from domain.catalog import CatalogError
 from domain.fit import FitError
+from domain.validation import check_range
 from domain.vllm_args import API_KEY_ENV
 
 # Options that emulate and fleet share, declared once.
@@ -25,12 +26,56 @@ ApiKeyOption = Annotated[
     ),
 ]
 DrainOption = Annotated[
-    float, typer.Option(help="Seconds to let in-flight requests finish on shutdown.")
+    float, typer.Option(help="Seconds (0-3600) to let in-flight requests finish on shutdown.")
 ]
+
+
+MAX_DRAIN_S = 3600.0
+"""An hour: vLLM's own drain is 120 s; a longer wait is a stuck process, not a drain."""
+_HEADER_SAFE = frozenset(chr(c) for c in range(0x21, 0x7F))
+"""Visible ASCII: what an ``Authorization`` header carries intact. Spaces around the key are
+stripped by parsers, control characters cannot be sent, other characters change on the way."""
+
+
+class OptionError(ValueError):
+    """A flag's value is refused; the message names the flag and the fix, never a secret."""
 
 
 class _ListenError(RuntimeError):
     """The server could not take its address (in use, not this machine's, not allowed)."""
+
+
+def check_serving_options(host: str, port: int, api_key: str | None, drain_timeout: float) -> None:
+    """Refuse what emulate and fleet would otherwise serve differently from what was asked.
+
+    ``--port 99999`` would listen on 99999 - 65536, ``--drain-timeout -1`` would not wait at all,
+    ``--host ''`` would listen on every interface, and a key with a newline could never be sent.
+    """
+    try:
+        check_range("--port", port, 0, 65535, fix="0 picks a free port")
+        check_range(
+            "--drain-timeout",
+            drain_timeout,
+            0,
+            MAX_DRAIN_S,
+            fix="seconds in-flight requests get to finish on shutdown",
+        )
+    except ValueError as err:
+        raise OptionError(str(err)) from None
+    if not host.strip():
+        raise OptionError("--host is empty: give an address to listen on, such as 127.0.0.1")
+    if api_key and not set(api_key) <= _HEADER_SAFE:
+        raise OptionError(
+            f"--api-key (or {API_KEY_ENV}) holds a space, a control character or a non-ASCII "
+            "character, which no client can send intact in an Authorization header; use "
+            "letters, digits and punctuation only (e.g. openssl rand -hex 24)"
+        )
+
+
+def refuse(err: Exception) -> typer.Exit:
+    """Print ``err`` as the one-line usage error it is; the caller raises what this returns."""
+    typer.echo(f"error: {err}", err=True)
+    return typer.Exit(2)
 
 
 def serve_until_signal(
@@ -71,7 +116,9 @@ def emulate(
     model: Annotated[str, typer.Option(help="Hugging Face id, e.g. Qwen/Qwen2.5-7B-Instruct.")],
     gpu: Annotated[str, typer.Option(help="GPU type from the catalog, e.g. A10G, L4, T4.")],
     host: HostOption = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
+    port: Annotated[
+        int, typer.Option(help="Port to listen on, 0-65535 (0: any free port).")
+    ] = 8000,
     api_key: ApiKeyOption = None,
     max_model_len: Annotated[
         int | None, typer.Option(help="Context length; default: the model's (as vLLM).")
@@ -81,15 +128,18 @@ def emulate(
     ] = 0.9,
     tensor_parallel: Annotated[int, typer.Option(help="GPUs one replica shards over.")] = 1,
     tokenizer: Annotated[
-        Path | None, typer.Option(help="tokenizer.json to count prompt tokens exactly.")
+        Path | None,
+        typer.Option(help="tokenizer.json to count prompt tokens exactly (must load, or exit 2)."),
     ] = None,
     drain_timeout: DrainOption = 30.0,
 ) -> None:
     """Serve an emulated vLLM (OpenAI API, vLLM metrics, calibrated speed) for MODEL on GPU."""
     # The server loads with the command, not with the CLI: `qwen-stress run --url` never needs it.
     from twin.emulator.server import ReplicaServer  # noqa: PLC0415
+    from twin.emulator.tokens import TokenizerError  # noqa: PLC0415
 
     try:
+        check_serving_options(host, port, api_key, drain_timeout)
         server = ReplicaServer(
             model,
             gpu,
@@ -99,9 +149,8 @@ def emulate(
             api_key=api_key,
             tokenizer_file=tokenizer,
         )
-    except (CatalogError, FitError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    except (OptionError, CatalogError, FitError, TokenizerError) as exc:
+        raise refuse(exc) from None
 
     async def start() -> str:
         await server.start(host, port)

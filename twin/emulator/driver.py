@@ -14,6 +14,10 @@ so the driver also aims half a tick early. Spinning through the last tick instea
 it costs a fifth of a core and, on a shared machine, makes the scheduler preempt the process
 more, so the tail got worse, not better. Every token's emission lag (write time minus modelled
 time) is counted in a 0.1 ms histogram (``lag``), read by the benchmark and available to the twin.
+
+A submitted sequence reaches the engine ``request_overhead_s`` after its arrival (a timer): that
+is the API server's share of TTFT in vLLM, spent in its own process while the engine steps on.
+Until then it counts as neither running nor waiting, as in vLLM's gauges.
 """
 
 from __future__ import annotations
@@ -100,6 +104,7 @@ class EngineDriver:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._in_front_end: dict[Sequence, asyncio.TimerHandle] = {}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -109,6 +114,9 @@ class EngineDriver:
 
     async def stop(self) -> None:
         """Stop stepping; sequences still in the engine stay where they are."""
+        for handle in self._in_front_end.values():
+            handle.cancel()
+        self._in_front_end.clear()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -124,14 +132,24 @@ class EngineDriver:
         return time.monotonic()
 
     def submit(self, seq: Sequence) -> None:
-        """Queue a sequence; it joins the next step."""
-        self.engine.add(seq)
+        """Queue a sequence: it reaches the engine after the request overhead (a timer)."""
         self._idle.clear()
+        delay = seq.arrival + self.engine.cost.request_overhead_s - self.now()
+        loop = asyncio.get_running_loop()
+        self._in_front_end[seq] = loop.call_later(max(0.0, delay), self._hand_over, seq)
+
+    def _hand_over(self, seq: Sequence) -> None:
+        del self._in_front_end[seq]
+        self.engine.add(seq, self.now())
         self._wake.set()
         self.metrics.record_state(self.engine.stats())
 
     def abort(self, seq: Sequence) -> None:
         """Drop a sequence whose client went away, freeing its KV blocks."""
+        handle = self._in_front_end.pop(seq, None)
+        if handle is not None:
+            handle.cancel()
+            self._wake.set()  # the loop re-checks whether anything is left
         if self.engine.abort(seq, self.now()):
             self.metrics.record_finished(seq)
             self.metrics.record_state(self.engine.stats())
@@ -155,7 +173,8 @@ class EngineDriver:
         while True:
             # `while`: a sequence submitted and aborted before this task wakes leaves no work.
             while not engine.has_work:
-                self._idle.set()
+                if not self._in_front_end:
+                    self._idle.set()
                 self.metrics.record_state(engine.stats())
                 self._wake.clear()
                 await self._wake.wait()

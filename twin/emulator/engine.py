@@ -9,6 +9,8 @@ It follows vLLM V1's scheduler with its default FCFS policy:
   front of the waiting queue;
 - waiting sequences are admitted in arrival order while the budget, ``max_num_seqs`` and free KV
   blocks allow, and not in a step that preempted; the head of the queue blocks the rest;
+- async scheduling (vLLM's default since late 2025, PR #27614): while a step runs, the next one
+  is already planned, so a request that reaches a busy engine joins the step after next;
 - a sequence whose known tokens are all computed at the end of a step samples one new token;
 - prefix caching (on by default in V1): a sequence whose prompt equals one already computed skips
   the prompt's full blocks, recomputing at least its last token. Cached prompts are forgotten,
@@ -57,6 +59,8 @@ class Sequence:
     sink: SequenceSink | None = None
     prefix_key: int | None = None
     """Equal keys mean equal prompts (a hash of the rendered prompt); None opts out of caching."""
+    queued_at: float | None = None
+    """When the engine got it: ``arrival`` plus the front end's request overhead."""
     computed_tokens: int = 0
     output_tokens: int = 0
     blocks: int = 0
@@ -83,6 +87,8 @@ class EngineLimits:
     max_num_batched_tokens: int
     max_model_len: int
     block_tokens: int = KV_BLOCK_TOKENS
+    async_scheduling: bool = True
+    """Plan each step while the previous one runs (vLLM V1's default); False for V0."""
 
     @classmethod
     def from_fit(cls, fit: FitResult) -> EngineLimits:
@@ -143,13 +149,14 @@ class Engine:
 
     def __init__(self, limits: EngineLimits, cost: StepCostModel) -> None:
         self.limits = limits
-        self._cost = cost
+        self.cost = cost
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.used_blocks = 0
         self.preemptions_total = 0
         self._prefix_cache: OrderedDict[int, int] = OrderedDict()
         self._cached_blocks = 0
+        self._planned_at = 0.0  # when the step now running started (and the next was planned)
 
     @property
     def has_work(self) -> bool:
@@ -166,23 +173,31 @@ class Engine:
             preemptions_total=self.preemptions_total,
         )
 
-    def add(self, seq: Sequence) -> None:
-        """Queue a new sequence (FCFS)."""
+    def add(self, seq: Sequence, now: float | None = None) -> None:
+        """Queue a new sequence (FCFS) that reached the engine at ``now`` (default: its arrival).
+
+        The front end (API server) delays a request by ``cost.request_overhead_s`` before it
+        gets here; it calls ``add`` once that has passed.
+        """
         if seq.prompt_tokens + seq.max_output_tokens > self.limits.max_model_len:
             raise ValueError(
                 f"prompt {seq.prompt_tokens} + output {seq.max_output_tokens} tokens exceed "
                 f"max_model_len {self.limits.max_model_len}"
             )
         seq.status = "waiting"
+        seq.queued_at = seq.arrival if now is None else now
         self.waiting.append(seq)
 
     def abort(self, seq: Sequence, now: float) -> bool:
-        """Drop a sequence (client gone) and free its KV blocks; False if already finished."""
+        """Drop a sequence (client gone) and free its KV blocks; False if already finished.
+
+        A sequence the front end has not handed over yet is only marked finished.
+        """
         if seq.status == "finished":
             return False
         if seq.status == "running":
             self.running.remove(seq)
-        else:
+        elif seq in self.waiting:
             self.waiting.remove(seq)
         self._finish(seq, "abort", now)
         return True
@@ -236,7 +251,13 @@ class Engine:
         self.waiting.appendleft(seq)
 
     def schedule(self, now: float) -> StepPlan | None:
-        """Plan the next step, or None when there is nothing to run."""
+        """Plan the next step, or None when there is nothing to run.
+
+        An idle engine's step cannot start before its first waiting request reached it, so it
+        starts at that time if ``now`` is earlier (a real-time caller a little behind the clock).
+        """
+        if not self.running and self.waiting and self.waiting[0].queued_at is not None:
+            now = max(now, self.waiting[0].queued_at)
         budget = self.limits.max_num_batched_tokens
         scheduled: list[tuple[Sequence, int]] = []
         preempted = 0
@@ -254,9 +275,14 @@ class Engine:
                 scheduled.append((seq, want))
                 budget -= want
                 index += 1
+        # With async scheduling a busy engine planned this step when the previous one started:
+        # only requests it had by then can join.
+        cutoff = self._planned_at if self.limits.async_scheduling and self.running else now
         if not preempted:
             while self.waiting and budget > 0 and len(self.running) < self.limits.max_num_seqs:
                 seq = self.waiting[0]
+                if seq.queued_at is not None and seq.queued_at > cutoff:
+                    break
                 hit = self._prefix_hit(seq)
                 want = min(seq.total_tokens - hit, budget)
                 seq.computed_tokens = hit
@@ -278,7 +304,8 @@ class Engine:
             tokens += n
             kv_read += seq.computed_tokens + n
             pairs += n * seq.computed_tokens + n * (n + 1) // 2
-        duration = self._cost.step_seconds(tokens, kv_read, pairs)
+        duration = self.cost.step_seconds(tokens, kv_read, pairs, len(scheduled))
+        self._planned_at = now
         return StepPlan(started=now, duration=duration, scheduled=scheduled, preempted=preempted)
 
     def complete(self, plan: StepPlan, now: float) -> StepResult:

@@ -178,7 +178,10 @@ class ReplicaMetrics:
         if seq.finished_at is not None:
             self.e2e.observe(seq.finished_at - seq.arrival)
         if seq.first_scheduled is not None:
-            self.queue_time.observe(seq.first_scheduled - seq.arrival)
+            # vLLM times the queue in the engine core: from when it got the request, not from
+            # the HTTP arrival (the front end's tokenization is not queueing).
+            queued = seq.arrival if seq.queued_at is None else seq.queued_at
+            self.queue_time.observe(seq.first_scheduled - queued)
 
     def record_state(self, stats: EngineStats) -> None:
         """The scheduler gauges."""

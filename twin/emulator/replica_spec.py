@@ -13,7 +13,7 @@ from domain import catalog
 from domain.catalog import GpuSpec, ModelSpec
 from domain.fit import FitError, FitResult, check_fit
 from twin.emulator.engine import Engine, EngineLimits
-from twin.emulator.perf_model import StepCostModel
+from twin.emulator.perf_model import Efficiencies, StepCostModel
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,8 @@ class ReplicaSpec:
     """A model on a GPU type with vLLM's settings, as the fit check accepted it."""
 
     fit: FitResult
+    efficiencies: Efficiencies | None = None
+    """Step-model parameters; None means the committed calibration (what every user gets)."""
 
     @property
     def model(self) -> ModelSpec:
@@ -34,7 +36,12 @@ class ReplicaSpec:
 
     def new_engine(self) -> Engine:
         """A fresh engine with this replica's KV blocks, scheduler defaults and step costs."""
-        cost = StepCostModel(self.model, self.gpu, tensor_parallel=self.fit.tensor_parallel)
+        cost = StepCostModel(
+            self.model,
+            self.gpu,
+            tensor_parallel=self.fit.tensor_parallel,
+            efficiencies=self.efficiencies,
+        )
         return Engine(EngineLimits.from_fit(self.fit), cost)
 
 
@@ -64,7 +71,8 @@ def replica_spec(
     fit = check_fit(
         model_spec.name,
         wide_enough[0].instance_type,
-        max_model_len=max_model_len or model_spec.max_position,
+        # Only an absent value means the default: 0 is refused by the fit check, not replaced.
+        max_model_len=model_spec.max_position if max_model_len is None else max_model_len,
         gpu_memory_utilization=gpu_memory_utilization,
         tensor_parallel=tensor_parallel,
     )

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from twin.emulator.api import ApiSettings, OpenAIApi
 from twin.emulator.driver import EngineDriver, LagHistogram
 from twin.emulator.engine import EngineStats
-from twin.emulator.http_protocol import HttpConnection
+from twin.emulator.http_protocol import HttpConnection, HttpLimits
 from twin.emulator.metrics import ReplicaMetrics
 from twin.emulator.replica_spec import ReplicaSpec, replica_spec
 from twin.emulator.tokens import TokenCounter, token_counter
@@ -27,7 +27,8 @@ class ReplicaServer:
     builds the engine; nothing listens until ``start``. A caller that starts many replicas of one
     kind (the fleet) passes ``spec``, what ``replica_spec`` gives for the other arguments, and
     ``counter`` once built, so neither the fit check nor the tokenizer file runs again; each
-    replica still has its own engine, metrics registry and API state.
+    replica still has its own engine, metrics registry and API state. ``http_limits`` bounds
+    what a client may send (sizes, read timeout); the defaults are real servers'.
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class ReplicaServer:
         tokenizer_file: Path | None = None,
         spec: ReplicaSpec | None = None,
         counter: TokenCounter | None = None,
+        http_limits: HttpLimits | None = None,
     ) -> None:
         if spec is None:
             spec = replica_spec(
@@ -66,6 +68,7 @@ class ReplicaServer:
         )
         self.api = OpenAIApi(settings, self.driver, self.metrics.exposition, self._accepts)
         self._server: asyncio.Server | None = None
+        self._http_limits = http_limits or HttpLimits()
         self._connections: set[HttpConnection] = set()
         self._draining = False
         self.host = ""
@@ -99,7 +102,7 @@ class ReplicaServer:
         return self.driver.stats()
 
     def _connection(self) -> HttpConnection:
-        return HttpConnection(self.api, self._connections)
+        return HttpConnection(self.api, self._connections, self._http_limits)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Listen on ``host:port`` (0 picks a free port) and start the engine; return the port."""

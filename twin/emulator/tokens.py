@@ -72,13 +72,20 @@ class HeuristicCounter:
         return total
 
 
+class TokenizerError(ValueError):
+    """A tokenizer file that was asked for cannot be used; the message says which and why."""
+
+
 class TokenizerFileCounter:
     """Exact counts from a Hugging Face ``tokenizer.json`` (needs the ``tokenizers`` package)."""
 
     def __init__(self, path: Path) -> None:
         from tokenizers import Tokenizer  # noqa: PLC0415 - optional dependency
 
-        self._tokenizer = Tokenizer.from_file(str(path))
+        try:
+            self._tokenizer = Tokenizer.from_file(str(path))
+        except Exception as err:  # the tokenizers package raises a bare Exception on bad files
+            raise TokenizerError(f"{path} is not a tokenizer.json ({err})") from None
         self.name = f"tokenizer file {path}"
 
     def count(self, text: str) -> int:
@@ -92,18 +99,41 @@ def _cached_tokenizer_files(model: str) -> Iterable[Path]:
         yield from sorted(hub.glob(f"models--{name.replace('/', '--')}/snapshots/*/tokenizer.json"))
 
 
+def _asked_for(path: Path, source: str) -> TokenCounter:
+    """The counter of a file the user named: it must be usable, or the user is told why."""
+    if not path.is_file():
+        why = "no such file" if not path.exists() else "not a regular file"
+        raise TokenizerError(f"{source} {path}: {why}; name a tokenizer.json or leave it unset")
+    try:
+        return TokenizerFileCounter(path)
+    except ImportError:
+        raise TokenizerError(
+            f"{source} {path}: counting with a tokenizer file needs the tokenizers package "
+            "(pip install '.[tokenizer]')"
+        ) from None
+    except TokenizerError as err:
+        raise TokenizerError(f"{source} {err}") from None
+
+
 def token_counter(model: str, tokenizer_file: Path | None = None) -> TokenCounter:
-    """The best counter available here for ``model``: a tokenizer file, else the heuristic."""
+    """The best counter available here for ``model``: a tokenizer file, else the heuristic.
+
+    A file named by ``tokenizer_file`` (``--tokenizer``) or ``QWEN_STRESS_TOKENIZER`` must work:
+    serving with the heuristic instead of what was asked would skew every prompt count without
+    a word, so ``TokenizerError`` says what is wrong. The Hugging Face cache is only looked in.
+    """
+    if tokenizer_file is not None:
+        return _asked_for(tokenizer_file, "--tokenizer")
     env = os.environ.get(TOKENIZER_ENV)
-    candidates = [tokenizer_file] if tokenizer_file else []
-    candidates += [Path(env)] if env else []
-    candidates += list(_cached_tokenizer_files(model))
-    for path in candidates:
-        if path is not None and path.is_file():
-            try:
-                return TokenizerFileCounter(path)
-            except ImportError:
-                break
+    if env:
+        return _asked_for(Path(env), TOKENIZER_ENV)
+    for path in _cached_tokenizer_files(model):
+        try:
+            return TokenizerFileCounter(path)
+        except ImportError:
+            break
+        except TokenizerError:
+            continue
     return HeuristicCounter()
 
 

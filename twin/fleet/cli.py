@@ -11,7 +11,16 @@ from domain.catalog import CatalogError
 from domain.fit import FitError
 from domain.stack_config import ConfigError, load_stack_file
 from domain.topology import FLEET_STATUS_PATH
-from twin.emulator.cli import ApiKeyOption, DrainOption, HostOption, serve_until_signal
+from domain.validation import check_range
+from twin.emulator.cli import (
+    ApiKeyOption,
+    DrainOption,
+    HostOption,
+    OptionError,
+    check_serving_options,
+    refuse,
+    serve_until_signal,
+)
 
 if TYPE_CHECKING:
     from twin.fleet.fleet_spec import FleetSpec
@@ -80,10 +89,14 @@ def fleet(
     ] = None,
     time_scale: Annotated[
         float,
-        typer.Option(help="Multiply every control-plane delay and window by this (0.05: 20x)."),
+        typer.Option(
+            help="Multiply every control-plane delay and window by this, 0.001-1000 (0.05: 20x)."
+        ),
     ] = 1.0,
     host: HostOption = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port of the Service (0: any free port).")] = 8000,
+    port: Annotated[
+        int, typer.Option(help="Port of the Service, 0-65535 (0: any free port).")
+    ] = 8000,
     api_key: ApiKeyOption = None,
     max_model_len: Annotated[
         int | None, typer.Option(help="Context length with --model; default: the model's.")
@@ -97,10 +110,16 @@ def fleet(
     drain_timeout: DrainOption = 30.0,
 ) -> None:
     """Serve an emulated vLLM fleet that autoscales like KEDA + HPA + Cluster Autoscaler."""
-    if time_scale <= 0:
-        typer.echo(f"error: --time-scale {time_scale}: must be above 0", err=True)
-        raise typer.Exit(2)
+    # The twin loads when used, not with the CLI.
+    from twin.emulator.tokens import TokenizerError  # noqa: PLC0415
+    from twin.fleet.fleet import TIME_SCALE_FIX, TIME_SCALES, Fleet  # noqa: PLC0415
+
     try:
+        check_serving_options(host, port, api_key, drain_timeout)
+        try:
+            check_range("--time-scale", time_scale, *TIME_SCALES, fix=TIME_SCALE_FIX)
+        except ValueError as err:
+            raise OptionError(str(err)) from None
         spec = fleet_spec(
             model,
             gpu,
@@ -109,13 +128,10 @@ def fleet(
             gpu_memory_utilization=gpu_memory_utilization,
             tensor_parallel=tensor_parallel,
         )
-    except FleetUsageError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+        instance = Fleet(spec, time_scale=time_scale, host=host, api_key=api_key)
+    except (OptionError, FleetUsageError, TokenizerError) as err:
+        raise refuse(err) from None
     typer.echo(describe(spec, time_scale))
-    from twin.fleet.fleet import Fleet  # noqa: PLC0415 - the twin loads when used
-
-    instance = Fleet(spec, time_scale=time_scale, host=host, api_key=api_key)
 
     async def start() -> str:
         url = f"http://{host}:{await instance.start(port)}"

@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
-from functools import cached_property
 from typing import Any
 
 from domain.fleet_queries import FleetQueries
 from domain.topology import FLEET_STATUS_PATH
+from domain.validation import check_range
 from domain.vllm_args import DRAIN_SECONDS
 from domain.vllm_metrics import RUNNING as RUNNING_METRIC
 from domain.vllm_metrics import WAITING as WAITING_METRIC
 from twin.emulator.engine import EngineStats
-from twin.emulator.http_protocol import HttpRequest
+from twin.emulator.http_protocol import HttpRequest, json_body
 from twin.emulator.replica_spec import ReplicaSpec, replica_spec
 from twin.emulator.server import ReplicaServer
 from twin.emulator.tokens import TokenCounter, token_counter
@@ -45,12 +44,18 @@ def _totals(stats: list[EngineStats]) -> dict[str, float]:
     }
 
 
+TIME_SCALES = (0.001, 1000.0)
+"""Time scales the fleet accepts: 0.001 runs a ten-minute cold start in 0.6 s, 1000 stretches a
+cluster second to about 17 minutes. Outside, the clock's arithmetic stops meaning
+anything (a scale of 1e-320 turns every elapsed second into infinity)."""
+TIME_SCALE_FIX = "1 runs the control plane in real time, 0.05 twenty times faster"
+
+
 class ScaledClock:
     """Control-plane seconds since ``start``: real seconds divided by the time scale."""
 
     def __init__(self, time_scale: float) -> None:
-        if time_scale <= 0:
-            raise ValueError(f"time scale {time_scale}: must be above 0")
+        check_range("time scale", time_scale, *TIME_SCALES, fix=TIME_SCALE_FIX)
         self.time_scale = time_scale
         self._t0 = time.monotonic()
 
@@ -97,6 +102,21 @@ class Fleet:
         self._retiring: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
         self._cpu_mark = (time.process_time(), time.monotonic())
+        # What every replica shares, its fit (immutable) and prompt counter (stateless), built
+        # once here: a scale-out reruns neither the fit check nor a tokenizer file read on the
+        # event loop, and a tokenizer named in QWEN_STRESS_TOKENIZER that cannot be used is
+        # refused (TokenizerError) before anything serves.
+        replica = replica_spec(
+            spec.model,
+            spec.gpu,
+            max_model_len=spec.max_model_len,
+            gpu_memory_utilization=spec.gpu_memory_utilization,
+            tensor_parallel=spec.tensor_parallel,
+        )
+        self._replica: tuple[ReplicaSpec, TokenCounter] = (
+            replica,
+            token_counter(replica.model.name),
+        )
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self, port: int = 0) -> int:
@@ -141,23 +161,6 @@ class Fleet:
             task = loop.create_task(self._retire(pod))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
-
-    @cached_property
-    def _replica(self) -> tuple[ReplicaSpec, TokenCounter]:
-        """What every replica shares: its fit (immutable) and the prompt counter (stateless).
-
-        Built when the first replica starts, then reused: a scale-out does not rerun the fit check
-        or reread a tokenizer file on the event loop.
-        """
-        spec = self.spec
-        replica = replica_spec(
-            spec.model,
-            spec.gpu,
-            max_model_len=spec.max_model_len,
-            gpu_memory_utilization=spec.gpu_memory_utilization,
-            tensor_parallel=spec.tensor_parallel,
-        )
-        return replica, token_counter(replica.model.name)
 
     async def _serve(self, pod: Pod) -> None:
         replica, counter = self._replica
@@ -245,7 +248,7 @@ class Fleet:
         return round((cpu - last_cpu) / max(wall - last_wall, 1e-6), 3)
 
     def _status_route(self, _request: HttpRequest) -> tuple[int, bytes]:
-        return 200, json.dumps(self.status()).encode()
+        return 200, json_body(self.status())
 
     def _query_route(self, request: HttpRequest) -> tuple[int, bytes]:
         """Prometheus's instant query, for the expressions a cloud run sends (GET or form POST)."""

@@ -20,7 +20,7 @@ from typing import cast
 
 import httptools
 
-from twin.emulator.http_protocol import HttpConnection, HttpRequest, error_body
+from twin.emulator.http_protocol import HttpConnection, HttpLimits, HttpRequest, error_body
 
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade"}
@@ -140,9 +140,13 @@ class Upstream(asyncio.Protocol):
 class Router:
     """Least outstanding requests over the ready replicas, on one listening port."""
 
-    def __init__(self, local: dict[str, LocalRoute] | None = None) -> None:
+    def __init__(
+        self, local: dict[str, LocalRoute] | None = None, limits: HttpLimits | None = None
+    ) -> None:
         self.backends: list[Backend] = []
         self.local = local or {}
+        self.limits = limits or HttpLimits()
+        """What a client may send before it is refused (sizes, read timeout), as on a replica."""
         self._connections: set[HttpConnection] = set()
         self._server: asyncio.Server | None = None
 
@@ -199,7 +203,10 @@ class Router:
             conn.respond(502, _error(502, f"replica {backend.name} did not answer: {err}"))
             return
         if conn.closed:
-            backend.done(upstream, reusable=True)
+            # Not pooled: the replica closes a connection that sends nothing within its read
+            # timeout, and a pooled one could be picked just as it closes.
+            backend.done(upstream, reusable=False)
+            upstream.close()
             return
         upstream.send(data, conn)
 
@@ -207,7 +214,10 @@ class Router:
         """Listen on ``host:port`` (0 picks a free port); return the port."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: HttpConnection(self, self._connections), host, port, reuse_address=True
+            lambda: HttpConnection(self, self._connections, self.limits),
+            host,
+            port,
+            reuse_address=True,
         )
         return cast(int, self._server.sockets[0].getsockname()[1])
 

@@ -1,0 +1,1 @@
+"""The CrossGuard policy pack: cost and security guardrails for every stack of this project."""
