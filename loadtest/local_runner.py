@@ -30,6 +30,8 @@ class RunOutcome:
     run_dir: Path
     interrupted: bool
     stop_reason: str
+    error: str | None = None
+    """What failed, when the runner itself did (a crashed plan driver or sampler)."""
 
 
 class LocalRun:
@@ -55,4 +57,4 @@ class LocalRun:
                     self.plan.run()
             finally:
                 self.spec.target.stop()
-        return RunOutcome(self.dir, stop.interrupted, stop.reason)
+        return RunOutcome(self.dir, stop.interrupted, stop.reason, self.plan.error)
