@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 from domain import catalog, hourly_cost
 from domain.prices import BUNDLED_REGION, PriceTable, PriceTableError
 from domain.prices import current as current_prices
@@ -117,7 +119,7 @@ def stack_span(events: list[RunEvent], config: RunConfig, window: Window) -> Spa
     ends = [e for e in events if isinstance(e, StackDestroyed | StackDestroyFailed)]
     if ends:
         last = ends[-1]
-        hours = last.lifetime_s / 3600.0
+        hours = max(last.lifetime_s, 0.0) / 3600.0
         if isinstance(last, StackDestroyed):
             return Span(
                 hours,
@@ -149,7 +151,8 @@ def _gpu_hours(
     node_gpu_hours: float | None,
 ) -> tuple[float, str]:
     """GPU-hours and how they were counted: node lifetimes, else replicas, else a fixed fleet."""
-    if node_gpu_hours is not None:
+    if node_gpu_hours is not None and node_gpu_hours >= 0:
+        # (a counter that went down, a Prometheus restarted mid-run, falls back to the replicas)
         if isinstance(target, FleetTargetInfo):
             return node_gpu_hours, "GPU nodes from launch to removal, booting and idle included"
         return node_gpu_hours, (
@@ -223,6 +226,12 @@ def estimate(run: RunFiles) -> Cost:
             return _on_platform(run, table, usage, target.gpu)
     except (catalog.CatalogError, PriceTableError) as err:
         return unknown(str(err))
+    except ValidationError as err:  # a figure of the run's files no cost can be made of
+        first = err.errors(include_url=False)[0]
+        where = ".".join(map(str, first["loc"]))
+        return unknown(
+            f"the run's files give a {where} of {first['input']!r} ({first['msg'].lower()})"
+        )
     if isinstance(target, OtherTarget):
         return unknown(f"the target kind {target.kind!r} is not one this version knows")
     return unknown(

@@ -161,7 +161,7 @@ class RunOptions(BaseModel):
     max_inflight: int = Field(default=1000, ge=1)
     out: Path | None = None
     prometheus: str | None = None
-    hourly_usd: float | None = Field(default=None, gt=0)
+    hourly_usd: float | None = Field(default=None, gt=0, le=1_000_000)
 
     @field_validator("plan")
     @classmethod
@@ -725,7 +725,7 @@ class RunConfig(Versioned):
     """Epoch seconds of the start: the zero of every ``t`` in the run's files."""
     started_at_iso: str = ""
     plan: PlanInfo
-    time_scale: float = 1.0
+    time_scale: float = Field(default=1.0, gt=0)
     target: TargetInfo = Field(default_factory=lambda: OtherTarget(kind="unknown"))
     model: str = ""
     workload: Workload | None = None

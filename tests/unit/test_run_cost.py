@@ -464,3 +464,33 @@ def test_autoscaling_info_is_not_needed_for_a_constant_fleet(cloud: tuple[Path, 
 )
 def test_small_costs_are_shown_to_three_figures_never_as_zero(usd: float, text: str) -> None:
     assert money(usd) == text
+
+
+def test_a_negative_replica_count_gives_no_estimate_not_a_crash(tmp_path: Path) -> None:
+    s = summary.write(_url(tmp_path, 2.5, replicas=[-1, -1, -1]))
+    assert s.cost.usd is None
+    assert s.cost.basis.startswith("no estimate: the run's files give a quantity of -")
+
+
+def test_a_gpu_hours_counter_that_went_down_falls_back_to_the_replicas(
+    cloud: tuple[Path, Summary],
+) -> None:
+    files = _cloud_files(cloud, [])
+    timeline = [TimelineSample(t=0.0, replicas=2), TimelineSample(t=1800.0, replicas=2)]
+    reset = cost.RunFiles(files.config, [], timeline, (0.0, 3600.0), files.overall, -0.2)
+    (gpu,) = [p for p in cost.estimate(reset).parts if p.kind == "gpu_nodes"]
+    assert gpu.quantity == pytest.approx(2.0)
+    assert gpu.span == "GPU time of the replicas the target reported over the load"
+
+
+def test_a_time_scale_that_is_not_positive_is_left_out_and_said(tmp_path: Path) -> None:
+    run = _copy(tmp_path, "twin-dev")
+    _edit(run / run_files.CONFIG, lambda c: c.update(time_scale=0))
+    s = summary.write(run)
+    assert s.unread[0].startswith("config.json: time_scale could not be read")
+    assert s.cost.time_scale == 1.0 and s.cost.usd is not None
+
+
+def test_an_absurd_hourly_price_is_refused() -> None:
+    with pytest.raises(OptionsError, match=r"^--hourly-usd 2000000.0: input should be less than"):
+        RunOptions.from_flags(url="http://h", hourly_usd=2e6)
