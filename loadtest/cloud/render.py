@@ -80,9 +80,16 @@ def reveal(value: Any) -> Any:
     return _walk(value, reveal)
 
 
+def _hidden(inner: Any) -> Any:
+    # A secret map (a Secret's ``stringData``) keeps its keys: they name what it holds.
+    if isinstance(inner, dict):
+        return {key: SECRET_SHOWN for key in inner}
+    return SECRET_SHOWN
+
+
 def public(value: Any) -> Any:
-    """``value`` with every secret shown as ``[secret]``."""
-    return _walk(value, lambda _inner: SECRET_SHOWN)
+    """``value`` with every secret shown as ``[secret]`` (a secret map's keys stay readable)."""
+    return _walk(value, _hidden)
 
 
 def is_object(resource: RenderedResource) -> bool:
