@@ -117,6 +117,19 @@ def loadgen_options(options: RunOptions) -> LoadGenOptions:
         raise CloudUsageError(f"--loadgen-instance-type: {err}") from None
 
 
+def loadgen_sizing(options: RunOptions) -> tuple[LoadGenOptions, Sizing]:
+    """The load generators the flags ask for, sized for the plan's peak; checked before anything.
+
+    ``CloudUsageError`` when the flags or the plan do not fit them (too few workers, more than
+    the system nodes carry, a GPU or too small an instance type).
+    """
+    loadgen = loadgen_options(options)
+    try:
+        return loadgen, loadgen.size(plan_extent(options)[0])
+    except SizingError as err:
+        raise CloudUsageError(str(err)) from None
+
+
 @dataclass
 class Prepared:
     """A run ready to create its stack: everything below was checked."""
@@ -156,11 +169,7 @@ def prepare(
             "was deployed from with --config"
         )
     peak, seconds = plan_extent(options)
-    loadgen = loadgen_options(options)
-    try:
-        sized = loadgen.size(peak)
-    except SizingError as err:
-        raise CloudUsageError(str(err)) from None
+    loadgen, sized = loadgen_sizing(options)
     payload = RunPayload(
         options=options,
         workload=mix,

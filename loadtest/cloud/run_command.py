@@ -60,6 +60,8 @@ def run_cloud(options: RunOptions) -> None:
         )
         out = run_cli.out_dir(options.out, options.plan_name)
         path, stack_config = cloud_run.stack_file(options)
+        # Before the backend, the wheel or the twin: a bad --loadgen-* value costs nothing.
+        cloud_run.loadgen_sizing(options)
     except (run_cli.UsageError, workload.WorkloadError, cloud_run.CloudUsageError) as err:
         raise run_cli.fail(str(err)) from None
     command = sys.argv[1:]
