@@ -12,7 +12,6 @@ only from the ``run`` command, never from code that the emulator or reports shar
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import signal
 import subprocess
@@ -34,6 +33,7 @@ from loadtest import live, run_files
 from loadtest.collector import Collector
 from loadtest.llm_user import ArrivalUser, LLMUser, UserSettings
 from loadtest.plans import Step
+from loadtest.redact import Redactor
 from loadtest.run_spec import RunSpec
 from loadtest.schema import (
     EventBase,
@@ -49,7 +49,7 @@ from loadtest.schema import (
     WorkersReady,
 )
 from loadtest.targets import free_port
-from loadtest.worker import RATE_MESSAGE, RECORDS_MESSAGE, SETTINGS_ENV
+from loadtest.worker import RATE_MESSAGE, RECORDS_MESSAGE
 
 WORKER_CONNECT_TIMEOUT_S = 90.0
 DRAIN_S = 30.0
@@ -110,6 +110,8 @@ class LocalRun:
         self.step: Step | None = None
         self.step_started = 0.0
         self.last_sample: TimelineSample | None = None
+        self.redact = Redactor.from_env(spec.api_key_env)
+        """For text the target sends back into the run's files (a poll's error)."""
 
     # -- small helpers -------------------------------------------------------------------
     def now_s(self) -> float:
@@ -160,7 +162,6 @@ class LocalRun:
         settings = UserSettings(
             workload=spec.workload, model=spec.model, api_key_env=spec.api_key_env
         )
-        env = {**os.environ, SETTINGS_ENV: settings.model_dump_json()}
         logs = self.dir / "logs"
         logs.mkdir(exist_ok=True)
         for i in range(spec.workers):
@@ -171,12 +172,22 @@ class LocalRun:
             self.processes.append(
                 subprocess.Popen(
                     command,
-                    env=env,
+                    stdin=subprocess.PIPE,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
             )
+        # On standard input, not in the environment: a workload can be megabytes. Written once
+        # every worker is starting, so a large one is read by all of them in parallel.
+        payload = settings.model_dump_json().encode()
+        for process in self.processes:
+            assert process.stdin is not None
+            try:
+                process.stdin.write(payload)
+                process.stdin.close()
+            except BrokenPipeError:
+                pass  # it died at start: _wait_for_workers reports its exit code and log
 
     def _wait_for_workers(self, runner: MasterRunner) -> None:
         deadline = time.monotonic() + WORKER_CONNECT_TIMEOUT_S
@@ -251,7 +262,7 @@ class LocalRun:
         try:
             target = self.spec.target.poll()
         except Exception as err:  # a flaky metrics endpoint must not end the run
-            target = TargetMetrics(target_poll_error=str(err)[:200])
+            target = TargetMetrics(target_poll_error=self.redact.clip(str(err), 200))
         return TimelineSample(
             t=self.t(),
             step=self.step_index,
@@ -365,7 +376,10 @@ class LocalRun:
         Whatever happens after the target starts (Ctrl-C, a worker that never connects, an
         error), the workers and the target are stopped and the files closed.
         """
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # checked by the CLI; something changed since
+            raise RunError(f"cannot create the run directory {self.dir}: {err.strerror}") from None
         logging.getLogger("locust").setLevel(logging.WARNING)
         handlers = [
             gevent.signal_handler(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)
