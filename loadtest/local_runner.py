@@ -292,6 +292,16 @@ class LocalRun:
             self.last_sample = self._sample(runner, collector)
             timeline.write(self.last_sample, exclude_none=True)
 
+    def _step_end(self, runner: MasterRunner, passed: bool | None) -> StepEnd:
+        """The step in progress ends now; with the users running, for a closed-loop step."""
+        closed = self.step is not None and self.step.rate is None
+        return StepEnd(
+            t=self.t(),
+            index=self.step_index,
+            live_pass=passed,
+            users_reached=runner.user_count if closed else None,
+        )
+
     def _drive(self, runner: MasterRunner, collector: Collector) -> None:
         spec = self.spec
         plan_steps = spec.plan.steps()
@@ -300,13 +310,17 @@ class LocalRun:
         except StopIteration:
             return
         spawn: gevent.Greenlet | None = None
+        # One clock reading ends a step and starts the next: read twice, a busy machine can
+        # pause this process between the two, and a request sent in that gap would be after
+        # one step's end yet before the next one's start.
+        boundary = self.t()
         while step is not None:
             self.step_index += 1
-            self.step, self.step_started = step, self.now_s()
-            collector.begin_step(self.step_started)
+            self.step, self.step_started = step, boundary
+            collector.begin_step(boundary)
             self.event(
                 StepStart(
-                    t=self.t(),
+                    t=boundary,
                     index=self.step_index,
                     phase=step.phase,
                     users=step.users,
@@ -319,11 +333,13 @@ class LocalRun:
             )
             spawn = self._apply(step, runner, spawn)
             if self.stop.event.wait(timeout=step.duration_s):
-                self.event(StepEnd(t=self.t(), index=self.step_index, live_pass=None))
+                self.event(self._step_end(runner, None))
                 return
             self.stop.event.wait(timeout=VERDICT_GRACE_S)
             passed = collector.step_passes(spec.slo, max(self.now_s() - self.step_started, 1e-3))
-            self.event(StepEnd(t=self.t(), index=self.step_index, live_pass=passed))
+            end = self._step_end(runner, passed)
+            self.event(end)
+            boundary = end.t
             if self.stop.event.is_set():
                 return
             try:
