@@ -210,7 +210,7 @@ def test_content_events_are_counted_without_a_parse_each(
         parsed.append(text)
         return loads(text)
 
-    monkeypatch.setattr(streaming.json, "loads", counting)
+    monkeypatch.setattr(json, "loads", counting)  # the module the reader binds at each call
     words = ["a", "b c", "你好", "d"] * 5
     # as vLLM writes them: compact, UTF-8 rather than \u escapes
     events = [ROLE, *(chunk(w) for w in words), USAGE]
