@@ -44,7 +44,15 @@ Dtype = Literal["bfloat16", "half"]
 
 
 class FitError(ValueError):
-    """The combination cannot start; the message says why and what would."""
+    """The combination cannot start; the message says why and what would.
+
+    ``setting`` is the stack setting (under ``qwen-stress:``) the message is about, so a stack
+    error names the key the user must change rather than always the model.
+    """
+
+    def __init__(self, message: str, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 @dataclass(frozen=True)
@@ -235,29 +243,36 @@ def check_fit(
     inst = catalog.instance(instance_type)
     if inst.gpu is None:
         gpu_types = ", ".join(i.instance_type for i in catalog.gpu_instances()[:4])
-        raise FitError(f"{instance_type} has no GPU; choose a GPU instance such as {gpu_types}")
+        raise FitError(
+            f"{instance_type} has no GPU; choose a GPU instance such as {gpu_types}",
+            "gpu.instanceType",
+        )
     gpu = inst.gpu
     if not 0.1 <= gpu_memory_utilization <= 0.99:
         raise FitError(
             f"gpuMemoryUtilization {gpu_memory_utilization} is outside 0.1..0.99; "
-            "vLLM's default is 0.9"
+            "vLLM's default is 0.9",
+            "model.gpuMemoryUtilization",
         )
     if tensor_parallel < 1 or tensor_parallel > inst.gpu_count:
         raise FitError(
             f"tensorParallel {tensor_parallel} needs {tensor_parallel} GPUs on one node; "
-            f"{instance_type} has {inst.gpu_count}"
+            f"{instance_type} has {inst.gpu_count}",
+            "model.tensorParallel",
         )
     if not tensor_parallel_ok(model, tensor_parallel):
         valid = ", ".join(str(t) for t in valid_tensor_parallel(model))
         raise FitError(
             f"tensorParallel {tensor_parallel} does not split {model.name}'s "
             f"{model.q_heads} attention heads and {model.kv_heads} KV heads evenly; "
-            f"use one of {valid}"
+            f"use one of {valid}",
+            "model.tensorParallel",
         )
     if not MIN_MAX_MODEL_LEN <= max_model_len <= model.max_position:
         raise FitError(
             f"maxModelLen {max_model_len} is outside {MIN_MAX_MODEL_LEN}..{model.max_position}, "
-            f"the context {model.name} supports without rope scaling"
+            f"the context {model.name} supports without rope scaling",
+            "model.maxModelLen",
         )
 
     room = _kv_room(model, gpu, gpu_memory_utilization, tensor_parallel)
@@ -266,6 +281,7 @@ def check_fit(
         weights_gb = model.weight_bytes / GB
         leaves_gib = (gpu.memory_bytes * gpu_memory_utilization - overhead_bytes(model, gpu)) / GIB
         if room <= 0:
+            setting = "model.name"
             why = (
                 f"{model.name} needs {weights_gb:.1f} GB of weights"
                 + (
@@ -277,13 +293,14 @@ def check_fit(
                 f"{gpu_memory_utilization} utilisation"
             )
         else:
+            setting = "model.maxModelLen"
             why = (
                 f"{model.name} on {instance_type} (tensorParallel {tensor_parallel}) has KV cache "
                 f"room for {kv_tokens} tokens, fewer than maxModelLen {max_model_len}; "
                 f"lower maxModelLen to {kv_tokens} or less"
             )
         options = _suggestions(model, inst, max_model_len, gpu_memory_utilization)
-        raise FitError(why + (f". Use {_join(options)}" if options else ""))
+        raise FitError(why + (f". Use {_join(options)}" if options else ""), setting)
 
     max_num_seqs, max_num_batched_tokens = scheduler_defaults(gpu)
     return FitResult(

@@ -31,7 +31,7 @@ from pydantic.alias_generators import to_camel
 from domain import catalog, hourly_cost, versions
 from domain.autoscaling import AutoscalingSpec
 from domain.durations import parse_duration
-from domain.fit import FitError, FitResult, check_fit
+from domain.fit import FitError, FitResult, check_fit, scheduler_defaults
 from domain.hourly_cost import HourlyCost
 from domain.model_config import ModelConfig
 from domain.prices import PriceTable, PriceTableError
@@ -380,22 +380,33 @@ class StackConfig(BaseModel):
 
 
 def _cross_check(cfg: StackConfig) -> list[str]:
-    """Checks that span sections; each line names the keys involved and the fix."""
+    """Checks that span sections; each line names the keys involved and the fix.
+
+    None depends on another passing: a model that does not fit is reported together with a
+    replica count the node group cannot hold and a budget the stack exceeds, so one edit of
+    the stack file fixes them all.
+    """
+    errors: list[str] = []
     try:
-        fit = cfg.fit
+        max_num_seqs: int | None = cfg.fit.max_num_seqs
     except FitError as err:
-        return [f"{NAMESPACE}:model.name: {err}"]
-    errors = [
-        f"{NAMESPACE}:autoscaling.{line}"
-        for line in cfg.autoscaling.scheduler_errors(fit.max_num_seqs)
-    ]
+        errors.append(f"{NAMESPACE}:{err.setting}: {err}")
+        # vLLM's scheduler cap depends on the GPU alone: the autoscaling check still runs.
+        gpu = cfg.gpu.instance.gpu
+        max_num_seqs = scheduler_defaults(gpu)[0] if gpu is not None else None
+    if max_num_seqs is not None:
+        errors += [
+            f"{NAMESPACE}:autoscaling.{line}"
+            for line in cfg.autoscaling.scheduler_errors(max_num_seqs)
+        ]
     gpus_per_node = cfg.gpu.instance.gpu_count
-    needed = cfg.autoscaling.max_replicas * fit.gpus_per_replica
+    gpus_per_replica = cfg.model.tensor_parallel
+    needed = cfg.autoscaling.max_replicas * gpus_per_replica
     available = cfg.gpu.max_nodes * gpus_per_node
     if needed > available:
         errors.append(
             f"{NAMESPACE}:autoscaling.maxReplicas: {cfg.autoscaling.max_replicas} replicas x "
-            f"{fit.gpus_per_replica} GPU(s) = {needed} GPUs, but gpu.maxNodes {cfg.gpu.max_nodes} "
+            f"{gpus_per_replica} GPU(s) = {needed} GPUs, but gpu.maxNodes {cfg.gpu.max_nodes} "
             f"x {gpus_per_node} GPU(s) per {cfg.gpu.instance_type} = {available}; raise "
             f"gpu.maxNodes to {math.ceil(needed / gpus_per_node)} or lower "
             "autoscaling.maxReplicas"
@@ -417,7 +428,16 @@ def _cross_check(cfg: StackConfig) -> list[str]:
 
 
 def _decode(key: str, raw: Any) -> Any:
-    """Pulumi hands structured values to the program as JSON text; YAML files give objects."""
+    """Pulumi hands structured values to the program as JSON text; YAML files give objects.
+
+    An empty value (``pulumi config set qwen-stress:gpu ""``, or ``qwen-stress:gpu:`` with
+    nothing after it in the stack file) is refused as empty: it is neither JSON nor a default.
+    """
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        raise ConfigError(
+            f"{NAMESPACE}:{key} is set but empty; give it a value (see README, Configuration) "
+            f"or remove it with `pulumi config rm {NAMESPACE}:{key}` to use the default"
+        )
     if isinstance(raw, str) and key not in SECRET_KEYS and raw[:1] in "{[":
         try:
             return json.loads(raw)
@@ -446,11 +466,17 @@ def parse(
     Raises ``ConfigError`` listing every wrong key at once, so one edit fixes them all.
     """
     prefix = NAMESPACE + ":"
-    data: dict[str, Any] = {
-        k.removeprefix(prefix): _decode(k.removeprefix(prefix), v)
-        for k, v in values.items()
-        if k.startswith(prefix)
-    }
+    data: dict[str, Any] = {}
+    unreadable: list[str] = []
+    for name, raw in values.items():
+        if name.startswith(prefix):
+            key = name.removeprefix(prefix)
+            try:
+                data[key] = _decode(key, raw)
+            except ConfigError as err:
+                unreadable.append(str(err))
+    if unreadable:
+        raise ConfigError(_HEADER + "\n  ".join(unreadable))
     if region:
         data["region"] = region
     if profile:

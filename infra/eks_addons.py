@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from graphlib import TopologicalSorter
 
 import pulumi
 import pulumi_aws as aws
@@ -26,6 +27,22 @@ CONFIGURATION: dict[str, dict[str, str]] = {
     "vpc-cni": {"enableNetworkPolicy": "true"},
 }
 """Add-on configuration values (each add-on's own JSON schema), by add-on name."""
+NEEDS: dict[str, tuple[str, ...]] = {
+    # The EBS CSI driver gets its AWS credentials through Pod Identity, served by the agent.
+    "aws-ebs-csi-driver": ("eks-pod-identity-agent",),
+}
+"""Add-ons that must exist before another one, by the add-on that waits."""
+
+
+def creation_order(names: Sequence[str]) -> list[str]:
+    """``names`` with every add-on after those it needs, whatever order ``names`` lists them in.
+
+    A needed add-on missing from ``names`` is a mistake in ``versions.EKS_ADDONS``: it raises.
+    """
+    missing = sorted({n for name in names for n in NEEDS.get(name, ()) if n not in names})
+    if missing:
+        raise ValueError(f"versions.EKS_ADDONS lacks {', '.join(missing)}, which others need")
+    return list(TopologicalSorter({name: NEEDS.get(name, ()) for name in names}).static_order())
 
 
 class EksAddons(pulumi.ComponentResource):
@@ -54,22 +71,21 @@ class EksAddons(pulumi.ComponentResource):
             managed_policies=iam.EBS_CSI_POLICIES,
         )
         self.addons = {}
-        for addon in versions.EKS_ADDONS:
+        for addon in creation_order(versions.EKS_ADDONS):
             version = aws.eks.get_addon_version_output(
                 addon_name=addon,
                 kubernetes_version=kubernetes_version,
                 opts=pulumi.InvokeOutputOptions(parent=self),
             ).version
             identity: list[aws.eks.AddonPodIdentityAssociationArgs] = []
-            waits_for = list(depends_on)
+            waits_for = [*depends_on, *(self.addons[n] for n in NEEDS.get(addon, ()))]
             if addon == "aws-ebs-csi-driver":
                 identity = [
                     aws.eks.AddonPodIdentityAssociationArgs(
                         role_arn=ebs_role.role.arn, service_account=EBS_CSI_SERVICE_ACCOUNT
                     )
                 ]
-                # Credentials through Pod Identity need its agent on the node first.
-                waits_for += [self.addons["eks-pod-identity-agent"], *ebs_role.grants]
+                waits_for += ebs_role.grants
             self.addons[addon] = aws.eks.Addon(
                 f"{name}-{addon}",
                 cluster_name=eks.name,

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Protocol
 
 import gevent
 from gevent import GreenletExit
-from gevent.pool import Pool
+from gevent.pool import Group
 from geventhttpclient._parser import HTTPParseError
 from geventhttpclient.response import HTTPConnectionClosed
 from geventhttpclient.useragent import ConnectionError as UserAgentConnectionError
@@ -262,36 +262,49 @@ class ArrivalUser(LLMClientUser):
     """An open-loop arrival generator: Poisson arrivals that never wait for responses.
 
     Each generator sends at ``rate_per_user`` requests/s (the master splits the plan's rate
-    over all generators); an arrival finding ``max_inflight`` requests already open is
-    dropped, and one sent more than ``LATE_AFTER_MS`` after its scheduled time is late. Both
-    are counted and reported, since either means the offered load was not what the plan said.
+    over all generators); an arrival finding ``max_inflight`` requests already open in this
+    process is dropped, and one sent more than ``LATE_AFTER_MS`` after its scheduled time is
+    late. Both are counted and reported, since either means the offered load was not what the
+    plan said. The cap is read at every arrival, so a rate message that reaches the worker
+    after its users started still bounds them (and Locust may start several users here when
+    it rebalances a lost worker's users).
     """
 
     rate_per_user: ClassVar[float] = 0.0
     max_inflight: ClassVar[int] = 256
+    """This process's share of ``--max-inflight`` (every arrival user here together)."""
     arrivals: ClassVar[int] = 0
     dropped: ClassVar[int] = 0
     late: ClassVar[int] = 0
     concurrency = 1024
+    _requests: ClassVar[list[Group]] = []
+    """Each running user's open requests; a greenlet joins its group when it is spawned."""
+
+    @classmethod
+    def open_requests(cls) -> int:
+        """Requests open in this process (spawned and not yet finished)."""
+        return sum(len(group) for group in cls._requests)
 
     @task
     def arrive(self) -> None:
         """Run the arrival process until the user is stopped, then abandon what is open."""
-        pool = Pool(self.max_inflight)
+        group = Group()
+        ArrivalUser._requests.append(group)
         try:
-            self._arrivals(pool)
+            self._arrivals(group)
             # Stopping gracefully: no new arrivals, let the open requests finish.
-            pool.join()
+            group.join()
         finally:
             # Killed at the end of the drain: each open request records itself as it goes
             # (``send``), before the worker ships its last batch.
-            pool.kill(block=True, timeout=KILL_WAIT_S)
+            group.kill(block=True, timeout=KILL_WAIT_S)
+            ArrivalUser._requests.remove(group)
 
-    def _arrivals(self, pool: Pool) -> None:
+    def _arrivals(self, group: Group) -> None:
         rng = random.Random()
         next_at = time.perf_counter()
         while self._state != LOCUST_STATE_STOPPING:
-            rate = type(self).rate_per_user
+            rate = ArrivalUser.rate_per_user
             if rate <= 0:
                 gevent.sleep(0.1)
                 next_at = time.perf_counter()
@@ -302,12 +315,11 @@ class ArrivalUser(LLMClientUser):
                 gevent.sleep(delay)
             if self._state == LOCUST_STATE_STOPPING:
                 return
-            cls = type(self)
-            cls.arrivals += 1
+            ArrivalUser.arrivals += 1
             late_ms = max((time.perf_counter() - next_at) * 1000.0, 0.0)
             if late_ms > LATE_AFTER_MS:
-                cls.late += 1
-            if pool.full():
-                cls.dropped += 1
+                ArrivalUser.late += 1
+            if ArrivalUser.open_requests() >= ArrivalUser.max_inflight:
+                ArrivalUser.dropped += 1
                 continue
-            pool.spawn(self.send, round(late_ms, 3))
+            group.spawn(self.send, round(late_ms, 3))

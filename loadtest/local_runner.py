@@ -17,6 +17,8 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -32,7 +34,7 @@ from locust.runners import STATE_MISSING, MasterRunner
 from loadtest import live, run_files
 from loadtest.collector import Collector
 from loadtest.llm_user import ArrivalUser, LLMUser, UserSettings
-from loadtest.plans import Step
+from loadtest.plans import Step, inflight_shares
 from loadtest.redact import Redactor
 from loadtest.run_spec import RunSpec
 from loadtest.schema import (
@@ -40,6 +42,7 @@ from loadtest.schema import (
     Finished,
     PlanInfo,
     RunConfig,
+    RunnerFailed,
     StepEnd,
     StepStart,
     TargetMetrics,
@@ -70,6 +73,8 @@ class RunOutcome:
     run_dir: Path
     interrupted: bool
     stop_reason: str
+    error: str | None = None
+    """What failed, when the runner itself did (a crashed plan driver or sampler)."""
 
 
 class _Stop:
@@ -112,6 +117,7 @@ class LocalRun:
         self.last_sample: TimelineSample | None = None
         self.redact = Redactor.from_env(spec.api_key_env)
         """For text the target sends back into the run's files (a poll's error)."""
+        self.error: str | None = None
 
     # -- small helpers -------------------------------------------------------------------
     def now_s(self) -> float:
@@ -126,6 +132,32 @@ class LocalRun:
         """Append one event to ``events.jsonl``."""
         if self.events is not None:
             self.events.write(event)
+
+    def _guarded(self, where: str, body: Callable[..., None], *args: Any) -> None:
+        """Run one of the run's greenlets so that an exception in it ends the run.
+
+        Unguarded, a greenlet that raised would leave ``run`` waiting for a stop that never
+        comes, with the workers still loading the target and no report.
+        """
+        try:
+            body(*args)
+        except Exception as err:
+            self._failed(where, err)
+
+    def _failed(self, where: str, err: Exception) -> None:
+        """Record a failure of the runner (events, log, console) and stop the run."""
+        log = self.dir / "logs" / "runner.log"
+        log.parent.mkdir(exist_ok=True)
+        with log.open("a", encoding="utf-8") as f:
+            f.write(f"{where} failed at {self.now_s():.1f} s\n")
+            # An exception may quote what the target sent: the key stays out of the log.
+            f.writelines(self.redact(line) for line in traceback.format_exception(err))
+        detail = self.redact.clip(f"{type(err).__name__}: {err}", 300)
+        failure = f"the {where} failed ({detail})"
+        self.error = self.error or failure  # the first failure is the cause
+        self.event(RunnerFailed(t=self.t(), where=where, error=detail))
+        live.note(f"error: {failure}; stopping the workers and writing the report ({log})")
+        self.stop.set(failure, interrupted=True)
 
     # -- set-up -----------------------------------------------------------------------------
     def _config(self) -> RunConfig:
@@ -222,11 +254,15 @@ class LocalRun:
         greenlet = None
         if runner.target_user_count != generators:
             greenlet = gevent.spawn(runner.start, generators, float(generators))
-        per_user_cap = max(self.spec.max_inflight // generators, 1)
-        runner.send_message(
-            RATE_MESSAGE,
-            {"rate_per_user": step.rate / generators, "max_inflight_per_user": per_user_cap},
-        )
+        # Each worker process gets its own share of the cap, which its users share.
+        workers = [c for c in runner.clients.all if c.state != STATE_MISSING]
+        shares = inflight_shares(self.spec.max_inflight, len(workers))
+        for worker, share in zip(workers, shares, strict=True):
+            runner.send_message(
+                RATE_MESSAGE,
+                {"rate_per_user": step.rate / generators, "max_inflight": share},
+                client_id=worker.id,
+            )
         return greenlet
 
     def _check_workers(self, runner: MasterRunner, collector: Collector) -> None:
@@ -348,6 +384,12 @@ class LocalRun:
                 step = None
         self.stop.set(spec.plan.stop_reason or "the plan finished", interrupted=False)
 
+    def _last_sample(
+        self, runner: MasterRunner, collector: Collector, timeline: run_files.JsonlWriter
+    ) -> None:
+        self.last_sample = self._sample(runner, collector)
+        timeline.write(self.last_sample, exclude_none=True)
+
     # -- tear-down ----------------------------------------------------------------------------
     def _stop_workers(self, runner: MasterRunner) -> None:
         """Stop the users (they finish their requests), then end the worker processes.
@@ -408,7 +450,7 @@ class LocalRun:
             self.spec.target.stop()
             for handler in handlers:
                 handler.cancel()
-        return RunOutcome(self.dir, self.stop.interrupted, self.stop.reason)
+        return RunOutcome(self.dir, self.stop.interrupted, self.stop.reason, self.error)
 
     def _run_started_target(self) -> None:
         spec = self.spec
@@ -437,9 +479,11 @@ class LocalRun:
             if self.stop.event.is_set():
                 return
             self.event(WorkersReady(t=self.t(), workers=spec.workers))
-            sampler = gevent.spawn(self._sampler, runner, collector, timeline)
+            sampler = gevent.spawn(
+                self._guarded, "sampler", self._sampler, runner, collector, timeline
+            )
             display.start()
-            driver = gevent.spawn(self._drive, runner, collector)
+            driver = gevent.spawn(self._guarded, "plan driver", self._drive, runner, collector)
             self.stop.event.wait()
             driver.kill()
         finally:
@@ -447,8 +491,10 @@ class LocalRun:
             self._stop_workers(runner)
             if sampler is not None:
                 sampler.kill()
-                self.last_sample = self._sample(runner, collector)
-                timeline.write(self.last_sample, exclude_none=True)
+                # What broke the sampler may break this one too: the files must still close.
+                self._guarded(
+                    "last timeline sample", self._last_sample, runner, collector, timeline
+                )
             self.event(
                 Finished(
                     t=self.t(),

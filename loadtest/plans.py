@@ -240,6 +240,17 @@ class PoissonPlan(Plan):
             yield Step("rate", self.options.step_duration_s, rate=rate)
 
 
+def inflight_shares(max_inflight: int, workers: int) -> list[int]:
+    """``--max-inflight`` split over the worker processes, each share a cap on its own requests.
+
+    The shares add up to the cap exactly (the first workers take the remainder), so the bound
+    holds whatever the split; with fewer open requests allowed than workers, the last workers
+    get none and drop every arrival, which the report counts.
+    """
+    base, extra = divmod(max_inflight, max(workers, 1))
+    return [base + (1 if i < extra else 0) for i in range(workers)]
+
+
 @register
 class FixedPlan(Plan):
     """Fixed load: --users N at --spawn-rate R for --duration T."""

@@ -45,6 +45,8 @@ if TYPE_CHECKING:  # the runner imports Locust: loaded only once a run starts
     from loadtest.local_runner import RunOutcome
 
 EXIT_SLO_FAILED = 1
+EXIT_RUN_FAILED = 1
+"""The runner failed mid-run (its plan driver or sampler); the report of what ran is written."""
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
@@ -219,7 +221,8 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
     max_inflight: Annotated[
         int,
         typer.Option(
-            help="poisson plan: open requests at most; arrivals beyond are dropped and counted."
+            help="poisson plan: open requests at most, split over the workers; arrivals "
+            "beyond are dropped and counted."
         ),
     ] = 1000,
     out: Annotated[
@@ -268,6 +271,14 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
     if isinstance(spec.target, UrlTarget):
         typer.secho(f"note: {POD_METRICS_NOTE}", fg=typer.colors.YELLOW, err=True)
     summary, outcome = _execute(spec)
+    if outcome.error:
+        typer.secho(
+            f"error: {outcome.error}; the report covers what ran, the traceback is in "
+            f"{outcome.run_dir / 'logs' / 'runner.log'}",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(EXIT_RUN_FAILED)
     if outcome.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if options.fail_on_slo and not summary.verdict.passed:

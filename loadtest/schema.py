@@ -603,6 +603,14 @@ class Finished(EventBase):
     stop_reason: str
 
 
+class RunnerFailed(EventBase):
+    """The runner itself failed (its plan driver or sampler); the run stopped there."""
+
+    kind: Literal["run_error"] = "run_error"
+    where: str
+    error: str
+
+
 class StackEvent(EventBase):
     """Something that happened to a cloud run's load-test stack (``loadtest.cloud``)."""
 
@@ -686,6 +694,7 @@ RunEvent = Annotated[
     | Annotated[WorkersReady, Tag("workers_ready")]
     | Annotated[WorkerLost, Tag("worker_lost")]
     | Annotated[Finished, Tag("finished")]
+    | Annotated[RunnerFailed, Tag("run_error")]
     | Annotated[StackCreating, Tag("stack_creating")]
     | Annotated[StackUp, Tag("stack_up")]
     | Annotated[StackError, Tag("stack_error")]

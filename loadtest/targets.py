@@ -87,7 +87,13 @@ def http_get(
 
 
 class PrometheusPoller:
-    """Reads vLLM's gauges from a ``/metrics`` endpoint; gives up quietly if there is none."""
+    """Reads vLLM's gauges from a ``/metrics`` endpoint; gives up quietly if there is none.
+
+    Only ``MAX_MISSES`` failures in a row stop it: an endpoint without metrics fails every
+    time, while a real one that hiccups now and then over a long run keeps being read.
+    """
+
+    MAX_MISSES = 3
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -95,7 +101,7 @@ class PrometheusPoller:
 
     def poll(self) -> TargetMetrics:
         """Summed running and waiting requests and mean KV usage over every served model."""
-        if self._misses >= 3:
+        if self._misses >= self.MAX_MISSES:
             return TargetMetrics()
         status, body = http_get(self.url, timeout=1.0)
         if status != 200:
@@ -113,6 +119,7 @@ class PrometheusPoller:
         except ValueError:
             self._misses += 1
             return TargetMetrics()
+        self._misses = 0
         waiting, running = sums.get(vllm_metrics.WAITING), sums.get(vllm_metrics.RUNNING)
         kv = next((sums[k] for k in vllm_metrics.KV_CACHE_USAGE_NAMES if sums.get(k)), None)
         return TargetMetrics(

@@ -79,7 +79,7 @@ class RecordShipper:
 
 def _on_rate(environment: Environment, msg: Any, **_kw: Any) -> None:
     ArrivalUser.rate_per_user = float(msg.data["rate_per_user"])
-    ArrivalUser.max_inflight = int(msg.data.get("max_inflight_per_user", ArrivalUser.max_inflight))
+    ArrivalUser.max_inflight = int(msg.data["max_inflight"])
 
 
 def main() -> None:

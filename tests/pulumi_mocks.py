@@ -6,6 +6,7 @@ inputs, every stack output with its value and secrecy, so tests assert what a re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import runpy
 from collections.abc import Callable, Mapping
@@ -231,6 +232,17 @@ def example_stacks() -> list[str]:
     return sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
 
 
+def _ensure_event_loop() -> None:
+    """The new root stack needs a current event loop, which an earlier ``asyncio.run()`` unsets."""
+    policy = asyncio.get_event_loop_policy()
+    try:
+        loop: asyncio.AbstractEventLoop | None = policy.get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        policy.set_event_loop(policy.new_event_loop())
+
+
 def _run(
     body: Callable[[], None],
     config: Mapping[str, str],
@@ -241,6 +253,10 @@ def _run(
 ) -> Program:
     """Run ``body`` as the Pulumi program of ``stack`` under fresh mocks; return what it did."""
     mocks = _Mocks()
+    # A fresh root stack: set_mocks keeps the previous run's, and with it that run's exports
+    # and the stack transformation below, which would then record into the previous Program.
+    pulumi.runtime.reset_options(project=PROJECT, stack=stack, preview=preview)
+    _ensure_event_loop()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
     pulumi.runtime.set_all_config(dict(config), secret_keys=secret_keys)
 

@@ -60,14 +60,25 @@ class Live:
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
             time.sleep(0.01)
 
+    def close(self) -> None:
+        self.call(self.server.stop)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[Live]:
     server = Live()
     yield server
-    server.call(server.server.stop)
-    server.loop.call_soon_threadsafe(server.loop.stop)
-    server.thread.join(5)
+    server.close()
+
+
+@pytest.fixture
+def own_live() -> Iterator[Live]:
+    """A replica for one test that leaves it unusable (draining), so no other test sees that."""
+    server = Live()
+    yield server
+    server.close()
 
 
 def test_chat_completion(live: Live) -> None:
@@ -296,8 +307,8 @@ def test_client_disconnect_aborts_and_frees_kv(live: Live) -> None:
     assert 'vllm:request_success_total{engine="0",finished_reason="abort"' in metrics.decode()
 
 
-def test_drain_finishes_in_flight_and_refuses_new(live: Live) -> None:
-    # Runs last in this module: the replica stays draining afterwards.
+def test_drain_finishes_in_flight_and_refuses_new(own_live: Live) -> None:
+    live = own_live
     results: list[int] = []
     live.wait_until(lambda: not live.server.stats().running, "earlier requests to end")
 

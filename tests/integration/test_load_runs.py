@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]
+import psutil
 import pytest
 
 from loadtest.records import refused_outright
@@ -30,6 +30,7 @@ pytestmark = pytest.mark.integration
 
 TTFT_MS = 50.0
 ITL_MS = 5.0
+TOKENS = 16
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +127,40 @@ def test_distributed_run_against_the_local_twin(tmp_path: Path) -> None:
         socket.create_connection(("127.0.0.1", int(config["target"]["url"].rsplit(":", 1)[1])), 1)
 
 
+def test_measured_ttft_and_itl_are_the_servers_timings(
+    server: FixedLatencyTarget, tmp_path: Path
+) -> None:
+    out = tmp_path / "measure"
+    args = ["--url", server.base_url, "--model", "m", "--users", "4", "--duration", "3s"]
+    done = run(out, *args, "--workers", "1", "--max-tokens", str(TOKENS))
+    assert done.returncode == 0, done.stderr
+    records = lines(out / "requests.jsonl")
+    assert len(records) >= 20 and all(r["ok"] and r["output_tokens"] == TOKENS for r in records)
+    overall = summary(out)["overall"]
+    # The server's own lateness (its timer firing late on a busy machine) is not the client's.
+    late = server.stats()["lag_p50_ms"]
+    # The server sends the first chunk TTFT_MS after the request arrives, so no request can
+    # measure less (the client starts its clock before sending). Above it is the client's own
+    # cost plus loopback: at 4 streams the load-generator benchmark measures about 1-2 ms; the
+    # median is allowed 10 ms more because this machine is shared and a test run can lose a
+    # scheduler time slice or two to other processes. Half the requests would have to lose that
+    # much for the median to move, so a pass here says the client does not add latency.
+    assert min(r["ttft_ms"] for r in records) >= TTFT_MS
+    assert TTFT_MS <= overall["ttft_ms"]["p50"] <= TTFT_MS + late + 10
+    # Chunks leave on an absolute schedule ITL_MS apart: a gap the CPU delays is followed by a
+    # shorter one, so the median and the mean stay at ITL_MS unless the client bunches chunks
+    # (Locust's 1024-byte reads would give gaps of 0 ms and a median far below). +-1 ms is
+    # 20%: gevent's wake-up per chunk is tens of microseconds on this machine.
+    gaps = [gap for r in records for gap in r["itl_ms"]]
+    assert len(gaps) == (TOKENS - 1) * len(records)
+    assert abs(overall["itl_ms"]["p50"] - ITL_MS) <= 1.0
+    assert abs(overall["itl_ms"]["avg"] - ITL_MS) <= 1.0
+    assert abs(overall["tpot_ms"]["p50"] - ITL_MS) <= 1.0
+    # E2E is TTFT plus the remaining chunks' schedule.
+    expected_e2e = TTFT_MS + (TOKENS - 1) * ITL_MS
+    assert expected_e2e <= overall["e2e_ms"]["p50"] <= expected_e2e + late + 10
+
+
 def test_target_down_counts_failures_and_still_reports(tmp_path: Path) -> None:
     out = tmp_path / "down"
     url = f"http://127.0.0.1:{free_port()}"
@@ -200,21 +235,39 @@ def test_interrupted_run_is_still_reported(server: FixedLatencyTarget, tmp_path:
     assert workers and not any(w.is_running() and w.status() != "zombie" for w in workers)
 
 
+def _most_open(records: list[dict[str, Any]]) -> int:
+    """The most requests open at once, from their send and last-chunk times (all processes).
+
+    A request holds its slot a little longer than this (until its stream is closed), so the
+    true peak is at least this one: a count above the cap here is a real excess.
+    """
+    edges = [(r["start"], 1) for r in records] + [
+        (r["start"] + r["e2e_ms"] / 1000.0, -1) for r in records
+    ]
+    most = current = 0
+    for _, change in sorted(edges, key=lambda e: (e[0], e[1])):
+        current += change
+        most = max(most, current)
+    return most
+
+
 def test_open_loop_counts_arrivals_and_drops(server: FixedLatencyTarget, tmp_path: Path) -> None:
     out = tmp_path / "poisson"
     args = ["--url", server.base_url, "--model", "m", "--plan", "poisson", "--rate", "30"]
-    args += ["--step-duration", "3s", "--workers", "1", "--max-tokens", "8", "--max-inflight", "1"]
+    args += ["--step-duration", "3s", "--workers", "2", "--max-tokens", "8", "--max-inflight", "1"]
     done = run(out, *args)
     assert done.returncode == 0, done.stderr
     s = summary(out)
     records = lines(out / "requests.jsonl")
     assert s["steps"][0]["rate"] == 30 and s["steps"][0]["users"] is None
-    assert all(r["late_ms"] is not None for r in records)
+    assert all(r["late_ms"] is not None and r["ok"] for r in records)
     arrivals = s["open_loop"]
     # 30 arrivals/s against ~90 ms requests with one request allowed in flight: some must drop
     assert arrivals["dropped"] > 0
     assert arrivals["arrivals"] == len(records) + arrivals["dropped"]
     assert "dropped" in (out / "report.md").read_text()
+    # One open request in all, though two worker processes generate arrivals.
+    assert _most_open(records) == 1
 
 
 class _Hostile(ThreadingHTTPServer):
@@ -462,3 +515,111 @@ def test_one_instant_ends_a_step_and_starts_the_next(tmp_path: Path) -> None:
     assert len(starts) == len(ends) == 3
     assert ends[:-1] == starts[1:]
     assert [e.get("users_reached") for e in events if e["kind"] == "step_end"] == [1, 2, 3]
+
+
+PROBE = """
+import json, sys
+import gevent
+from locust.env import Environment
+from loadtest.llm_user import ArrivalUser, InFlight, UserSettings
+from loadtest.workload import load
+
+class Sink:
+    def add(self, record):
+        pass
+
+ArrivalUser.configure(UserSettings(workload=load(None).with_max_tokens(8), model="m"), Sink())
+ArrivalUser.rate_per_user = 100.0
+runner = Environment(user_classes=[ArrivalUser], host=sys.argv[1]).create_local_runner()
+runner.start(1, 1.0)
+gevent.sleep(1.0)
+opened_before = len(InFlight.open)
+ArrivalUser.max_inflight = 1  # what the worker does when the rate message arrives
+gevent.sleep(0.5)  # the requests opened before the message finish (each takes ~0.25 s)
+most = 0
+for _ in range(100):
+    most = max(most, len(InFlight.open))
+    gevent.sleep(0.01)
+runner.quit()
+print(json.dumps({"before": opened_before, "most": most, "dropped": ArrivalUser.dropped}))
+"""
+
+
+def test_a_rate_message_after_the_users_started_still_bounds_them(tmp_path: Path) -> None:
+    """Users already running when the in-flight cap arrives keep to it from then on."""
+    slow = FixedLatencyTarget(200.0, 5.0)
+    slow.start()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", PROBE, slow.base_url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        slow.stop()
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    # Before the cap: 100 arrivals/s of 0.24 s requests keep about 24 open.
+    assert seen["before"] > 5
+    assert seen["most"] == 1 and seen["dropped"] > 0
+
+
+CRASH = """
+import sys
+from loadtest import local_runner
+
+def crash(*_args, **_kwargs):
+    raise RuntimeError("injected failure")
+
+owner = {"plan driver": local_runner.Collector, "sampler": local_runner.LocalRun}[sys.argv[1]]
+setattr(owner, sys.argv[2], crash)
+from loadtest.cli import main
+sys.argv = ["qwen-stress", *sys.argv[3:]]
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("where", "method"),
+    [
+        ("plan driver", "step_passes"),  # judging the first step, in the plan driver
+        ("sampler", "_check_workers"),  # the sampler's first sample
+    ],
+)
+def test_a_crash_in_the_runner_ends_the_run_with_a_report(
+    server: FixedLatencyTarget, tmp_path: Path, where: str, method: str
+) -> None:
+    out = tmp_path / "crash"
+    args = ["run", "--out", str(out), "--url", server.base_url, "--model", "m"]
+    args += ["--users", "2", "--duration", "3s", "--workers", "1", "--max-tokens", "8"]
+    process = subprocess.Popen(
+        [sys.executable, "-c", CRASH, where, method, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    workers: list[psutil.Process] = []
+    while not workers and process.poll() is None and time.monotonic() < deadline:
+        workers = _workers(process.pid)
+        time.sleep(0.1)
+    try:
+        # Without the fix the run waits forever for a stop that never comes.
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # it hung: end it and its workers (the test has failed)
+            for hung in [*workers, psutil.Process(process.pid)]:
+                hung.kill()
+    assert process.returncode == 1, err
+    assert f"the {where} failed (RuntimeError: injected failure)" in " ".join(err.split())
+    errors = [e for e in lines(out / "events.jsonl") if e["kind"] == "run_error"]
+    assert [(e["where"], e["error"]) for e in errors] == [(where, "RuntimeError: injected failure")]
+    s = summary(out)
+    assert s["interrupted"] is True and f"the {where} failed" in s["stop_reason"]
+    assert s["overall"]["requests"] == len(lines(out / "requests.jsonl"))
+    assert "cut short" in (out / "report.md").read_text()
+    trace = (out / "logs" / "runner.log").read_text()
+    assert "Traceback" in trace and "injected failure" in trace
+    assert workers and not any(w.is_running() and w.status() != "zombie" for w in workers)

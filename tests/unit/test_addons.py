@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from domain import fleet_queries, topology, versions
 from domain.stack_config import StackConfig
+from infra import eks_addons
 from tests.pulumi_mocks import Program, run_program
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -119,3 +122,23 @@ def test_vpc_cni_enforces_network_policies(dev: Program) -> None:
     addons = {a.inputs["addonName"]: a.inputs for a in dev.of_type("aws:eks/addon:Addon")}
     assert json.loads(addons["vpc-cni"]["configurationValues"]) == {"enableNetworkPolicy": "true"}
     assert dev.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+
+
+def test_the_ebs_driver_waits_for_the_pod_identity_agent_whatever_the_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``versions.EKS_ADDONS`` names the add-ons, it is no creation order: reversed, it works."""
+    reordered = tuple(reversed(versions.EKS_ADDONS))
+    assert reordered.index("aws-ebs-csi-driver") < reordered.index("eks-pod-identity-agent")
+    monkeypatch.setattr(versions, "EKS_ADDONS", reordered)
+    program = run_program("dev")
+    addons = {a.inputs["addonName"]: a for a in program.of_type("aws:eks/addon:Addon")}
+    assert set(addons) == set(versions.EKS_ADDONS)
+    ebs = addons["aws-ebs-csi-driver"]
+    assert addons["eks-pod-identity-agent"].name in program.depends_on(ebs)
+    assert ebs.inputs["podIdentityAssociations"][0]["serviceAccount"] == "ebs-csi-controller-sa"
+
+
+def test_an_addon_list_missing_what_another_needs_is_refused() -> None:
+    with pytest.raises(ValueError, match="EKS_ADDONS lacks eks-pod-identity-agent"):
+        eks_addons.creation_order(("vpc-cni", "aws-ebs-csi-driver"))

@@ -203,3 +203,61 @@ def test_documentation_addresses_are_recognised_as_placeholders(
 ) -> None:
     cluster = ClusterConfig.model_validate({"endpointPublicAccessCidrs": cidrs})
     assert cluster.placeholder_cidrs() == placeholders
+
+
+@pytest.mark.parametrize(
+    ("model", "key", "words"),
+    [
+        ({"maxModelLen": 100}, "model.maxModelLen", "maxModelLen 100 is outside 256..32768"),
+        (
+            {"maxModelLen": 32768, "gpuMemoryUtilization": 0.5},
+            "model.maxModelLen",
+            "lower maxModelLen to",
+        ),
+        (
+            {"gpuMemoryUtilization": 1.5},
+            "model.gpuMemoryUtilization",
+            "gpuMemoryUtilization 1.5 is outside 0.1..0.99",
+        ),
+        ({"tensorParallel": 2}, "model.tensorParallel", "g4dn.xlarge has 1"),
+        ({"name": "Qwen/Qwen2.5-7B-Instruct"}, "model.name", "needs 15.2 GB of weights"),
+    ],
+)
+def test_a_fit_error_names_the_setting_to_change(
+    model: dict[str, Any], key: str, words: str
+) -> None:
+    msg = _error(_with(model={"name": "Qwen/Qwen2.5-7B-Instruct-AWQ", **model}))
+    assert f"qwen-stress:{key}: " in msg
+    (line,) = [line for line in msg.splitlines() if words in line]
+    assert line.strip().startswith(f"qwen-stress:{key}: ")
+    if key != "model.name":
+        assert "qwen-stress:model.name" not in msg
+
+
+def test_a_fit_error_does_not_hide_the_other_cross_checks() -> None:
+    msg = _error(
+        _with(
+            model={"name": "Qwen/Qwen2.5-7B-Instruct-AWQ", "maxModelLen": 100},
+            autoscaling={"maxReplicas": 6, "targetRunningPerReplica": 250},
+            budget={"maxHourlyUsd": 1.5},
+        )
+    )
+    assert "qwen-stress:model.maxModelLen" in msg
+    assert "qwen-stress:autoscaling.targetRunningPerReplica 250 can never trigger" in msg
+    assert "qwen-stress:autoscaling.maxReplicas: 6 replicas" in msg
+    assert "qwen-stress:budget.maxHourlyUsd" in msg
+
+
+@pytest.mark.parametrize("empty", ["", "  ", None])
+def test_an_empty_value_is_called_empty_not_bad_json(empty: str | None) -> None:
+    values = _with(gpu=empty, budget="")
+    msg = _error(values)
+    assert "not valid JSON" not in msg
+    assert "qwen-stress:gpu is set but empty" in msg
+    assert "pulumi config rm qwen-stress:gpu" in msg
+    assert "qwen-stress:budget is set but empty" in msg  # every empty key at once
+
+
+def test_malformed_json_is_still_reported_as_json() -> None:
+    msg = _error(_with(gpu='{"instanceType": '))
+    assert "qwen-stress:gpu is not valid JSON" in msg

@@ -6,20 +6,30 @@ scripted load, so every instant below is exact.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from domain.autoscaling import AutoscalingSpec
-from domain.stack_config import ClusterAutoscalerConfig, load_stack_file
+from domain import catalog
+from domain.autoscaling import AutoscalingSpec, ScalingRules
+from domain.durations import parse_duration
+from domain.stack_config import ClusterAutoscalerConfig, ConfigError, GpuConfig, load_stack_file
 from domain.vllm_metrics import RUNNING as RUNNING_METRIC
-from tests.pulumi_mocks import ROOT
+from tests.pulumi_mocks import ROOT, Program, run_program, stack_config
+from tests.unit.conftest import example
+from twin.fleet.cli import fleet_spec
 from twin.fleet.control_plane import ControlPlane
+from twin.fleet.fleet import Fleet
 from twin.fleet.fleet_spec import FleetSpec
 from twin.fleet.sim_cluster import NodePool, Pod, PodState, SimCluster
 from twin.fleet.timings import Timings, timings
-from workloads.keda import scaled_object_spec
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 
 MODEL = "Qwen/Qwen2.5-7B-Instruct-AWQ"
 TIMINGS = timings(MODEL, ClusterAutoscalerConfig())
@@ -167,19 +177,131 @@ def test_scale_in_deletes_pending_then_starting_then_the_newest_ready_pod() -> N
     assert cluster.take_changes().stopping[-1].name == "vllm-2"
 
 
-def test_the_twin_and_the_scaled_object_read_the_same_spec() -> None:
-    stack = load_stack_file(ROOT / "Pulumi.dev.yaml")
-    twin = FleetSpec.from_stack(stack)
-    assert twin.autoscaling is stack.autoscaling
-    assert twin.pool == NodePool(1, stack.gpu.min_nodes, stack.gpu.max_nodes)
+def _metric(query: str) -> str:
+    """The vLLM gauge a trigger's PromQL sums (``sum(vllm:x{...}) or vector(0)``)."""
+    match = re.fullmatch(r"sum\((vllm:\w+)\{[^}]*\}\) or vector\(0\)", query)
+    assert match, query
+    return match[1]
 
-    def outcome(spec: AutoscalingSpec) -> tuple[str, int]:
-        rendered = scaled_object_spec(spec, deployment="vllm", namespace="vllm", served_name="q")
-        running = next(t for t in rendered["triggers"] if t["name"] == "running")
-        scenario = Scenario(spec, twin.pool, lambda _t: 48, timings=twin.timings)
+
+def _registered(program: Program) -> dict[str, Any]:
+    """What the platform program registers for scaling: ScaledObject, node group, autoscaler."""
+    scaled = program.one("kubernetes:keda.sh/v1alpha1:ScaledObject").inputs["spec"]
+    behavior = scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    monitor = program.one("kubernetes:monitoring.coreos.com/v1:ServiceMonitor").inputs
+    group = program.one("aws:eks/nodeGroup:NodeGroup", "gpu").inputs
+    autoscaler = program.one(RELEASE, "cluster-autoscaler").inputs["values"]["extraArgs"]
+    container = program.one(DEPLOYMENT).inputs["spec"]["template"]["spec"]["containers"][0]
+    return {
+        "replicas": (scaled["minReplicaCount"], scaled["maxReplicaCount"]),
+        "triggers": {
+            t["name"]: (
+                _metric(t["metadata"]["query"]),
+                t["metricType"],
+                float(t["metadata"]["threshold"]),
+            )
+            for t in scaled["triggers"]
+        },
+        "scale_up": behavior["scaleUp"],
+        "scale_down": behavior["scaleDown"],
+        "scrape_s": parse_duration(monitor["spec"]["endpoints"][0]["interval"]),
+        "gpus_per_replica": int(container["resources"]["limits"]["nvidia.com/gpu"]),
+        "gpus_per_node": catalog.instance(group["instanceTypes"][0]).gpu_count,
+        "nodes": (group["scalingConfig"]["minSize"], group["scalingConfig"]["maxSize"]),
+        "scale_down_unneeded_s": parse_duration(autoscaler["scale-down-unneeded-time"]),
+        "scale_down_delay_after_add_s": parse_duration(autoscaler["scale-down-delay-after-add"]),
+    }
+
+
+def _rules(rules: ScalingRules) -> dict[str, Any]:
+    return {
+        "stabilizationWindowSeconds": rules.stabilization_window_seconds,
+        "selectPolicy": rules.select_policy,
+        "policies": [
+            {"type": p.type, "value": p.value, "periodSeconds": p.period_seconds}
+            for p in rules.policies
+        ],
+    }
+
+
+def _running(fleet: Fleet) -> dict[str, Any]:
+    """The same facts, read from what the twin's control loops and cluster were built with."""
+    spec = fleet.control.hpa.spec
+    pool = fleet.cluster.pool
+    return {
+        "replicas": (spec.min_replicas, spec.max_replicas),
+        "triggers": {
+            t.name: (t.metric, "AverageValue", t.target_per_replica) for t in spec.triggers()
+        },
+        "scale_up": _rules(spec.scale_up),
+        "scale_down": _rules(spec.scale_down),
+        "scrape_s": spec.scrape_interval_seconds,
+        "gpus_per_replica": pool.gpus_per_node // fleet.cluster.slots_per_node,
+        "gpus_per_node": pool.gpus_per_node,
+        "nodes": (pool.min_nodes, pool.max_nodes),
+        "scale_down_unneeded_s": fleet.cluster.timings.ca_unneeded_s,
+        "scale_down_delay_after_add_s": fleet.cluster.timings.ca_delay_after_add_s,
+    }
+
+
+def _stack_file(tmp_path: Path, autoscaling: dict[str, Any]) -> Path:
+    document = {"config": {**stack_config("dev"), "qwen-stress:autoscaling": autoscaling}}
+    path = tmp_path / "Pulumi.dev.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "autoscaling",
+    [
+        None,  # the dev stack as shipped
+        {
+            "minReplicas": 2,
+            "maxReplicas": 5,
+            "targetRunningPerReplica": 12,
+            "targetWaitingPerReplica": 2.5,
+            "pollingIntervalSeconds": 7,
+            "scaleDown": {
+                "stabilizationWindowSeconds": 300,
+                "selectPolicy": "Min",
+                "policies": [
+                    {"type": "Percent", "value": 50, "periodSeconds": 60},
+                    {"type": "Pods", "value": 2, "periodSeconds": 60},
+                ],
+            },
+        },
+    ],
+)
+def test_the_twin_runs_the_scaled_object_the_program_registers(
+    tmp_path: Path, autoscaling: dict[str, Any] | None
+) -> None:
+    """Same stack settings: what the cluster would scale by is what the twin scales by."""
+    if autoscaling is None:
+        config, program = ROOT / "Pulumi.dev.yaml", example("dev")
+    else:
+        config = _stack_file(tmp_path, autoscaling)
+        program = run_program("dev", overrides={"qwen-stress:autoscaling": autoscaling})
+    # The fleet `qwen-stress run --config` starts, built but not serving.
+    fleet = Fleet(fleet_spec(None, None, config))
+    assert _running(fleet) == _registered(program)
+
+
+def test_a_lower_running_target_gives_more_replicas_in_the_twin(tmp_path: Path) -> None:
+    def replicas(target: float) -> int:
+        spec = fleet_spec(None, None, _stack_file(tmp_path, {"targetRunningPerReplica": target}))
+        scenario = Scenario(spec.autoscaling, spec.pool, lambda _t: 48, timings=spec.timings)
         scenario.run(600)
-        return running["metadata"]["threshold"], scenario.control.replicas
+        return scenario.control.replicas
 
-    base = stack.autoscaling
-    assert outcome(base) == ("24", 2)
-    assert outcome(base.model_copy(update={"target_running_per_replica": 12.0})) == ("12", 4)
+    assert (replicas(24), replicas(12)) == (2, 4)
+
+
+def test_a_stack_without_gpus_is_refused_by_an_error_not_an_assert() -> None:
+    """The check is an error, not an ``assert`` that ``python -O`` would remove."""
+    stack = load_stack_file(ROOT / "Pulumi.dev.yaml")
+    # Validation refuses a GPU-less instance type; a config built around it must not slip by.
+    cpu_only = stack.model_copy(
+        update={"gpu": GpuConfig.model_construct(instance_type="c6i.large", min_nodes=0)}
+    )
+    with pytest.raises(ConfigError, match=r"qwen-stress:gpu\.instanceType: c6i\.large has no GPU"):
+        FleetSpec.from_stack(cpu_only)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from loadtest import plans
 from loadtest.plans import PLANS, PlanError, PlanOptions, Step, create, run_offline
 
 
@@ -79,3 +80,13 @@ def test_plan_errors(name: str, options: dict[str, object], message: str) -> Non
 def test_step_label_reads_like_the_reports() -> None:
     assert Step("ramp", 10.0, 150).label == "150 users"
     assert Step("rate", 10.0, rate=2.5).label == "2.5 req/s"
+
+
+@pytest.mark.parametrize(
+    ("cap", "workers", "shares"),
+    [(1000, 3, [334, 333, 333]), (1, 2, [1, 0]), (4, 4, [1, 1, 1, 1]), (7, 1, [7])],
+)
+def test_max_inflight_is_split_so_the_shares_never_exceed_it(
+    cap: int, workers: int, shares: list[int]
+) -> None:
+    assert plans.inflight_shares(cap, workers) == shares

@@ -1,4 +1,4 @@
-"""The README's configuration reference and cost table are exactly what the code says."""
+"""The README's generated figures (configuration, cost, fit, cold start) are what the code says."""
 
 from __future__ import annotations
 
@@ -16,11 +16,16 @@ from policies import reference
 from tests.pulumi_mocks import ROOT
 from tests.unit.conftest import example
 from twin.emulator.http_protocol import HttpLimits
+from twin.fleet import timing_reference
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-REGENERATE = (
-    "regenerate it: .venv/bin/python -m infra.config_reference, and paste it into README.md"
-)
+
+
+def _regenerate(module: str) -> str:
+    return f"regenerate it: .venv/bin/python -m {module}, and paste it into README.md"
+
+
+REGENERATE = _regenerate("infra.config_reference")
 
 
 def _block(name: str) -> str:
@@ -45,6 +50,30 @@ def test_fleet_queries_table_is_what_the_cluster_target_sends() -> None:
 
 def test_cost_table_matches_the_example_stacks() -> None:
     assert _block("cost-table") == config_reference.cost_table(), REGENERATE
+
+
+def test_fit_table_and_example_refusal_are_what_the_fit_check_says() -> None:
+    assert _block("fit-table") == config_reference.fit_table(), REGENERATE
+
+
+def test_cold_start_figures_are_the_twins_arithmetic() -> None:
+    expected = timing_reference.cold_start()
+    assert _block("cold-start") == expected, _regenerate("twin.fleet.timing_reference")
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"leaves about \d+ GiB",  # the fit message's room on a GPU
+        r"shows [\d.]+ GiB of its",  # CUDA's memory against EC2's
+        r"serves about \d+ s after the HPA",  # the cold-start sum
+    ],
+)
+def test_computed_figures_appear_only_in_generated_blocks(pattern: str) -> None:
+    """A hand-written copy elsewhere (the emulator section once said 13 GiB, the fit one 12)."""
+    outside = re.sub(r"<!-- BEGIN (\S+).*?<!-- END \1 -->", "", README, flags=re.S)
+    assert re.search(pattern, README), f"no generated {pattern!r}: the test checks nothing"
+    assert not re.search(pattern, outside), f"{pattern!r} written by hand outside a block"
 
 
 @pytest.mark.parametrize("section", config_reference.PLATFORM_SECTIONS)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
+from domain.vllm_args import API_KEY_ENV
 from loadtest import run_cli, targets
 from loadtest.cli import app
 from loadtest.run_spec import RunSpec
@@ -20,6 +23,18 @@ from loadtest.schema import LOCAL_TIME_SCALE, AutoscalingInfo, OptionsError, Run
 from loadtest.targets import FleetTarget, api_base
 
 URL = ["--url", "http://127.0.0.1:9", "--model", "m"]
+
+
+@pytest.fixture(autouse=True)
+def key_variable_restored() -> Iterator[None]:
+    """``run`` on the local twin without --api-key-env puts a fresh key in its own process's
+    ``VLLM_API_KEY`` for the workers to inherit; here that process is pytest's."""
+    saved = os.environ.get(API_KEY_ENV)
+    yield
+    if saved is None:
+        os.environ.pop(API_KEY_ENV, None)
+    else:
+        os.environ[API_KEY_ENV] = saved
 
 
 @pytest.fixture(autouse=True)

@@ -65,7 +65,8 @@ def replica_spec(
         most = max(i.gpu_count for i in hosts)
         raise FitError(
             f"tensorParallel {tensor_parallel} needs {tensor_parallel} {gpu_spec.name} GPUs on "
-            f"one node; the largest {gpu_spec.name} instance has {most}"
+            f"one node; the largest {gpu_spec.name} instance has {most}",
+            "model.tensorParallel",
         )
     fit = check_fit(
         model_spec.name,

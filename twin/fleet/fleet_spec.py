@@ -12,7 +12,13 @@ import math
 from dataclasses import dataclass
 
 from domain.autoscaling import AutoscalingSpec
-from domain.stack_config import ClusterAutoscalerConfig, GpuConfig, StackConfig
+from domain.stack_config import (
+    NAMESPACE,
+    ClusterAutoscalerConfig,
+    ConfigError,
+    GpuConfig,
+    StackConfig,
+)
 from twin.emulator.replica_spec import replica_spec
 from twin.fleet.sim_cluster import NodePool
 from twin.fleet.timings import Timings, timings
@@ -34,9 +40,17 @@ class FleetSpec:
 
     @classmethod
     def from_stack(cls, stack: StackConfig) -> FleetSpec:
-        """The stack's model, GPU node group, Cluster Autoscaler and autoscaling settings."""
+        """The stack's model, GPU node group, Cluster Autoscaler and autoscaling settings.
+
+        Raises ``ConfigError`` for a node group without GPUs: ``parse`` refuses one, but a
+        ``StackConfig`` built or changed without validation reaches here as well.
+        """
         gpu = stack.gpu.instance.gpu
-        assert gpu is not None, "the stack config accepts GPU instance types only"
+        if gpu is None:
+            raise ConfigError(
+                f"{NAMESPACE}:gpu.instanceType: {stack.gpu.instance_type} has no GPU and the "
+                "twin emulates GPU nodes; use a GPU instance type such as g4dn.xlarge"
+            )
         return cls(
             model=stack.model.name,
             gpu=gpu.name,
