@@ -17,7 +17,9 @@ import urllib.parse
 from typing import Any
 
 from domain.autoscaling import AutoscalingSpec
+from domain.catalog import CapacityType
 from domain.fleet_queries import HOUR_FIELDS, KV_BY_REPLICA, FleetQueries
+from domain.run_cost import PlatformInfo
 from domain.stack_config import StackConfig
 from loadtest.schema import (
     AutoscalingInfo,
@@ -117,6 +119,8 @@ class ClusterTarget(Target):
         gpu: str | None = None,
         instance_type: str | None = None,
         gpus_per_replica: int | None = None,
+        capacity_type: CapacityType | None = None,
+        platform: PlatformInfo | None = None,
     ) -> None:
         self.base = base
         self.base_url = base.base_url
@@ -128,12 +132,21 @@ class ClusterTarget(Target):
         self.gpu = gpu
         self.instance_type = instance_type
         self.gpus_per_replica = gpus_per_replica
+        self.capacity_type = capacity_type
+        self.platform = platform
+        """The stack's GPU capacity type and platform figures: they price the run."""
         self.started_at: float | None = None
         """Wall clock of ``start``: the hours are integrated from here."""
 
     @classmethod
-    def for_stack(cls, base: Target, prometheus_url: str, stack: StackConfig) -> ClusterTarget:
-        """The fleet a platform stack serves: its model, GPU instance and autoscaling spec."""
+    def for_stack(
+        cls, base: Target, prometheus_url: str, stack: StackConfig, name: str | None = None
+    ) -> ClusterTarget:
+        """The fleet a platform stack serves: its model, GPU node group and autoscaling spec.
+
+        ``name``: the stack's (``dev``), recorded with its region and NAT gateways, which price
+        the run's share of the platform.
+        """
         instance = stack.gpu.instance
         gpu = instance.gpu
         return cls(
@@ -149,6 +162,8 @@ class ClusterTarget(Target):
             gpu=gpu.name if gpu is not None else None,
             instance_type=stack.gpu.instance_type,
             gpus_per_replica=stack.model.tensor_parallel,
+            capacity_type=stack.gpu.capacity_type,
+            platform=PlatformInfo.of_stack(stack, name),
         )
 
     def start(self) -> None:
@@ -169,6 +184,8 @@ class ClusterTarget(Target):
             gpu=self.gpu,
             instance_type=self.instance_type,
             gpus_per_replica=self.gpus_per_replica,
+            capacity_type=self.capacity_type,
+            platform=self.platform,
             autoscaling=autoscaling_info(self.autoscaling),
             fleet_metrics=FleetMetricsInfo(
                 url=self.prometheus.base_url,

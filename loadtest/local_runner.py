@@ -187,6 +187,7 @@ class LocalRun:
                 python=platform.python_version(),
             ),
             options=spec.options,
+            loadgen=spec.loadgen,
         )
 
     def _start_workers(self, port: int, user_class: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from domain.run_cost import LoadGenInfo
 from loadtest.plans import Plan, PlanOptions
 from loadtest.schema import RunOptions
 from loadtest.slo import Slo
@@ -36,3 +37,5 @@ class RunSpec:
     sample_interval_s: float = 2.0
     command: list[str] = field(default_factory=list)
     show_live: bool = True
+    loadgen: LoadGenInfo | None = None
+    """A cloud run's load-generator nodes (``Sizing.info()``); None where Locust runs locally."""
