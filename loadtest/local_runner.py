@@ -12,7 +12,6 @@ only from the ``run`` command, never from code that the emulator or reports shar
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import signal
 import subprocess
@@ -36,6 +35,7 @@ from loadtest import live, run_files
 from loadtest.collector import Collector
 from loadtest.llm_user import ArrivalUser, LLMUser, UserSettings
 from loadtest.plans import Step, inflight_shares
+from loadtest.redact import Redactor
 from loadtest.run_spec import RunSpec
 from loadtest.schema import (
     EventBase,
@@ -52,7 +52,7 @@ from loadtest.schema import (
     WorkersReady,
 )
 from loadtest.targets import free_port
-from loadtest.worker import RATE_MESSAGE, RECORDS_MESSAGE, SETTINGS_ENV
+from loadtest.worker import RATE_MESSAGE, RECORDS_MESSAGE
 
 WORKER_CONNECT_TIMEOUT_S = 90.0
 DRAIN_S = 30.0
@@ -115,6 +115,8 @@ class LocalRun:
         self.step: Step | None = None
         self.step_started = 0.0
         self.last_sample: TimelineSample | None = None
+        self.redact = Redactor.from_env(spec.api_key_env)
+        """For text the target sends back into the run's files (a poll's error)."""
         self.error: str | None = None
 
     # -- small helpers -------------------------------------------------------------------
@@ -148,8 +150,9 @@ class LocalRun:
         log.parent.mkdir(exist_ok=True)
         with log.open("a", encoding="utf-8") as f:
             f.write(f"{where} failed at {self.now_s():.1f} s\n")
-            f.writelines(traceback.format_exception(err))
-        detail = f"{type(err).__name__}: {err}"[:300]
+            # An exception may quote what the target sent: the key stays out of the log.
+            f.writelines(self.redact(line) for line in traceback.format_exception(err))
+        detail = self.redact.clip(f"{type(err).__name__}: {err}", 300)
         failure = f"the {where} failed ({detail})"
         self.error = self.error or failure  # the first failure is the cause
         self.event(RunnerFailed(t=self.t(), where=where, error=detail))
@@ -192,7 +195,6 @@ class LocalRun:
         settings = UserSettings(
             workload=spec.workload, model=spec.model, api_key_env=spec.api_key_env
         )
-        env = {**os.environ, SETTINGS_ENV: settings.model_dump_json()}
         logs = self.dir / "logs"
         logs.mkdir(exist_ok=True)
         for i in range(spec.workers):
@@ -203,12 +205,22 @@ class LocalRun:
             self.processes.append(
                 subprocess.Popen(
                     command,
-                    env=env,
+                    stdin=subprocess.PIPE,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
             )
+        # On standard input, not in the environment: a workload can be megabytes. Written once
+        # every worker is starting, so a large one is read by all of them in parallel.
+        payload = settings.model_dump_json().encode()
+        for process in self.processes:
+            assert process.stdin is not None
+            try:
+                process.stdin.write(payload)
+                process.stdin.close()
+            except BrokenPipeError:
+                pass  # it died at start: _wait_for_workers reports its exit code and log
 
     def _wait_for_workers(self, runner: MasterRunner) -> None:
         deadline = time.monotonic() + WORKER_CONNECT_TIMEOUT_S
@@ -287,7 +299,7 @@ class LocalRun:
         try:
             target = self.spec.target.poll()
         except Exception as err:  # a flaky metrics endpoint must not end the run
-            target = TargetMetrics(target_poll_error=str(err)[:200])
+            target = TargetMetrics(target_poll_error=self.redact.clip(str(err), 200))
         return TimelineSample(
             t=self.t(),
             step=self.step_index,
@@ -317,6 +329,16 @@ class LocalRun:
             self.last_sample = self._sample(runner, collector)
             timeline.write(self.last_sample, exclude_none=True)
 
+    def _step_end(self, runner: MasterRunner, passed: bool | None) -> StepEnd:
+        """The step in progress ends now; with the users running, for a closed-loop step."""
+        closed = self.step is not None and self.step.rate is None
+        return StepEnd(
+            t=self.t(),
+            index=self.step_index,
+            live_pass=passed,
+            users_reached=runner.user_count if closed else None,
+        )
+
     def _drive(self, runner: MasterRunner, collector: Collector) -> None:
         spec = self.spec
         plan_steps = spec.plan.steps()
@@ -325,13 +347,17 @@ class LocalRun:
         except StopIteration:
             return
         spawn: gevent.Greenlet | None = None
+        # One clock reading ends a step and starts the next: read twice, a busy machine can
+        # pause this process between the two, and a request sent in that gap would be after
+        # one step's end yet before the next one's start.
+        boundary = self.t()
         while step is not None:
             self.step_index += 1
-            self.step, self.step_started = step, self.now_s()
-            collector.begin_step(self.step_started)
+            self.step, self.step_started = step, boundary
+            collector.begin_step(boundary)
             self.event(
                 StepStart(
-                    t=self.t(),
+                    t=boundary,
                     index=self.step_index,
                     phase=step.phase,
                     users=step.users,
@@ -344,11 +370,13 @@ class LocalRun:
             )
             spawn = self._apply(step, runner, spawn)
             if self.stop.event.wait(timeout=step.duration_s):
-                self.event(StepEnd(t=self.t(), index=self.step_index, live_pass=None))
+                self.event(self._step_end(runner, None))
                 return
             self.stop.event.wait(timeout=VERDICT_GRACE_S)
             passed = collector.step_passes(spec.slo, max(self.now_s() - self.step_started, 1e-3))
-            self.event(StepEnd(t=self.t(), index=self.step_index, live_pass=passed))
+            end = self._step_end(runner, passed)
+            self.event(end)
+            boundary = end.t
             if self.stop.event.is_set():
                 return
             try:
@@ -407,7 +435,10 @@ class LocalRun:
         Whatever happens after the target starts (Ctrl-C, a worker that never connects, an
         error), the workers and the target are stopped and the files closed.
         """
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # checked by the CLI; something changed since
+            raise RunError(f"cannot create the run directory {self.dir}: {err.strerror}") from None
         logging.getLogger("locust").setLevel(logging.WARNING)
         handlers = [
             gevent.signal_handler(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)
