@@ -31,7 +31,7 @@ from loadtest.payload import RunPayload
 from loadtest.plan_run import ExitedWorker, PlanRun, RunError
 from loadtest.run_spec import RunSpec
 from loadtest.targets import UrlTarget, list_models
-from loadtest.worker import run_worker
+from loadtest.worker import redact_output, run_worker
 
 ALL_INTERFACES = "0.0.0.0"
 EXIT_FAILED = 1
@@ -119,6 +119,7 @@ def _linger(api: MasterApi, plan: PlanRun) -> None:
 
 def run_master(env: Mapping[str, str], payload: RunPayload, environ: Mapping[str, str]) -> int:
     """The master role: pre-flight, plan, API; the exit code of the pod."""
+    redact_output(API_KEY_ENV)  # the pod's log: a traceback may quote what vLLM sent
     run_dir = Path(env[contract.ENV_RUN_DIR])
     run_dir.mkdir(parents=True, exist_ok=True)
     host = environ.get(contract.ENV_BIND_HOST) or ALL_INTERFACES
@@ -172,6 +173,7 @@ def run_worker_pod(env: Mapping[str, str], payload: RunPayload) -> int:
         workload=payload.workload, model=env[contract.ENV_MODEL], api_key_env=API_KEY_ENV
     )
     user_class = "ArrivalUser" if payload.plan().open_loop else "LLMUser"
+    redact_output(API_KEY_ENV)  # before logging takes the stream
     # Locust's own lines (connected, quit message, heartbeats missed) belong in the pod's log.
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)s: %(message)s")
     index = os.environ.get(contract.ENV_JOB_INDEX, "?")

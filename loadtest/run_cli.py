@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -16,12 +17,28 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from domain.durations import TIME_SCALES
 from domain.run_cost import PlatformInfo
 from domain.stack_config import load_stack_file, stack_name
-from domain.vllm_args import API_KEY_ENV
+from domain.vllm_args import API_KEY_ENV, api_key_problem
 from loadtest import plans, run_files, slo, workload
+from loadtest.cloud.sizing import (
+    DEFAULT_INSTANCE_TYPE,
+    DEFAULT_USERS_PER_WORKER,
+    EXISTING_MAX_WORKERS,
+)
+from loadtest.redact import Redactor
 from loadtest.run_spec import RunSpec
-from loadtest.schema import LOCAL_TIME_SCALE, AutoscalingInfo, OptionsError, RunOptions, Summary
+from loadtest.schema import (
+    LOCAL_TIME_SCALE,
+    LOCAL_WORKERS,
+    MAX_RATE_PER_WORKER,
+    MAX_USERS_PER_WORKER,
+    AutoscalingInfo,
+    OptionsError,
+    RunOptions,
+    Summary,
+)
 from loadtest.targets import (
     POD_METRICS_NOTE,
     FleetTarget,
@@ -42,7 +59,6 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
 DEFAULT_GPU = "A10G"
-LOCAL_WORKERS = 2
 
 
 class UsageError(ValueError):
@@ -56,12 +72,35 @@ def fail(message: str) -> typer.Exit:
 
 
 def out_dir(out: Path | None, plan: str) -> Path:
-    """The run directory: ``--out``, else ``runs/<timestamp>-<plan>``; never one holding files."""
+    """The run directory to create: new or empty, and creatable here (nothing is left made)."""
+    given = out is not None
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{stamp}-{plan}"
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"--out {out} already holds files; choose a new directory")
+    name = f"--out {out}" if given else f"the run directory {out} (--out's default)"
+    if out.exists():
+        if not out.is_dir():
+            raise UsageError(f"{name} is not a directory; name a new directory with --out")
+        try:
+            held = any(out.iterdir())
+        except OSError as err:
+            raise UsageError(f"{name} cannot be read ({err.strerror}); choose another") from None
+        if held:
+            raise UsageError(f"{name} already holds files; choose a new directory")
+        place = out
+    else:
+        place = next(p for p in out.absolute().parents if p.exists())
+        if not place.is_dir():
+            raise UsageError(f"{name}: {place} is a file, not a directory; choose another --out")
+    # Tried, not predicted from permission bits: root passes every access() check, and a
+    # read-only or virtual file system (/proc) refuses anyway. The trial leaves nothing behind.
+    try:
+        tempfile.TemporaryDirectory(dir=place, prefix=".qwen-stress-").cleanup()
+    except OSError as err:
+        raise UsageError(
+            f"{name}: cannot create a directory in {place} ({err.strerror}); choose a "
+            "directory you can write to"
+        ) from None
     return out
 
 
@@ -106,151 +145,225 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
     url: Annotated[
         str | None,
         typer.Option(
-            help="OpenAI-compatible endpoint to load (base URL, with or without /v1); without "
-            "it, the local autoscaling twin (an emulated vLLM fleet) is started on 127.0.0.1."
+            metavar="URL",
+            show_default="local twin",
+            help="OpenAI-compatible endpoint to load: its base URL, with or without /v1 (not an "
+            "endpoint's own path); without it, the local autoscaling twin (an emulated vLLM "
+            "fleet) is started on 127.0.0.1.",
         ),
     ] = None,
     api_key_env: Annotated[
         str | None,
         typer.Option(
-            help="Name of the environment variable holding the API key (the "
-            "key is never written anywhere)."
+            metavar="VAR",
+            help="Environment variable holding the API key, sent as Authorization: Bearer; the "
+            "key is never written anywhere (echoed back by the target, it is redacted).",
         ),
     ] = None,
     model: Annotated[
         str | None,
         typer.Option(
-            help="Model to request (with --url: default is the first of "
-            "/v1/models) or to emulate locally."
+            metavar="M",
+            show_default=f"first of /v1/models; locally {DEFAULT_MODEL}",
+            help="Model to request, or to emulate locally.",
         ),
     ] = None,
     gpu: Annotated[
-        str | None, typer.Option(help=f"GPU to emulate locally (default {DEFAULT_GPU}).")
+        str | None,
+        typer.Option(
+            metavar="G", show_default=DEFAULT_GPU, help="GPU to emulate (local target only)."
+        ),
     ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
-            help="Pulumi.<stack>.yaml to rehearse locally: model, GPU, node group, autoscaling "
-            "(with --url and --prometheus: the stack whose cluster is read)."
+            metavar="FILE",
+            help="Pulumi.<stack>.yaml whose model, vLLM settings, GPU node group and autoscaling "
+            "the local twin rehearses; with --url and --prometheus, the stack whose cluster "
+            "Prometheus is read; with --rehearse, the stack whose load-test stack is rendered "
+            "and run here; with --stack, the stack file when it is not Pulumi.<stack>.yaml in "
+            "this directory.",
         ),
     ] = None,
     plan: Annotated[
         str | None,
         typer.Option(
-            help=f"Load plan: {', '.join(sorted(plans.PLANS))} (default capacity; "
-            "--users or --duration mean fixed, --rate poisson)."
+            metavar="NAME",
+            show_default="capacity (fixed with --users or --duration, poisson with --rate)",
+            help=f"Load plan: {', '.join(sorted(plans.PLANS))}. A flag the plan does not read "
+            "(--duration but for fixed, --rate but for poisson, --users but for fixed and soak) "
+            "is refused.",
         ),
     ] = None,
     users: Annotated[
         int | None,
-        typer.Option(help="Fixed load: concurrent users (with --duration); the soak plan's level."),
+        typer.Option(
+            metavar="N",
+            help="Fixed load: concurrent users (with --duration); the soak plan's level. "
+            f"Every user count: at most {MAX_USERS_PER_WORKER:,} per worker.",
+        ),
     ] = None,
-    spawn_rate: Annotated[float, typer.Option(help="Users started per second.")] = 50.0,
+    spawn_rate: Annotated[
+        float, typer.Option(metavar="R", help="Users started per second.")
+    ] = 50.0,
     duration: Annotated[
-        str | None, typer.Option(help="Fixed load: how long, e.g. 30s, 5m.")
+        str | None,
+        typer.Option(metavar="T", help="Fixed load: how long (30s, 5m, 1h30m)."),
     ] = None,
     rate: Annotated[
         str | None,
-        typer.Option(help="poisson plan: arrivals per second, one step each: R[,R2,...]."),
+        typer.Option(
+            metavar="R[,R2,...]",
+            help="poisson plan: arrivals per second, one step per rate (at most "
+            f"{MAX_RATE_PER_WORKER:,.0f} per worker).",
+        ),
     ] = None,
-    step_duration: Annotated[str, typer.Option(help="How long each load step is held.")] = "2m",
+    step_duration: Annotated[
+        str, typer.Option(metavar="T", help="How long each load step is held.")
+    ] = "2m",
     baseline_users: Annotated[
-        int, typer.Option(help="Users of the baseline (and cool-down) step.")
+        int, typer.Option(metavar="N", help="Users of the baseline and cool-down steps.")
     ] = 50,
-    step_users: Annotated[int, typer.Option(help="Users added per ramp step.")] = 50,
+    step_users: Annotated[int, typer.Option(metavar="N", help="Users added per ramp step.")] = 50,
     max_users: Annotated[
-        int, typer.Option(help="Ramp ceiling (capacity, ramp) and spike height.")
+        int,
+        typer.Option(metavar="N", help="Ramp ceiling (capacity, ramp) and spike height."),
     ] = 500,
     soak: Annotated[
-        str, typer.Option(help="Soak length (capacity's peak soak, the soak plan).")
+        str,
+        typer.Option(metavar="T", help="Soak length (capacity's peak soak, the soak plan)."),
     ] = "10m",
     time_scale: Annotated[
         float | None,
         typer.Option(
-            help=f"Multiply every plan duration by this (default 1 with --url, "
-            f"{LOCAL_TIME_SCALE} locally)."
+            metavar="F",
+            show_default=f"1 with --url or --stack, {LOCAL_TIME_SCALE:g} locally",
+            help=f"Multiplies every plan duration, {TIME_SCALES[0]:g} to {TIME_SCALES[1]:g}; "
+            "locally also every delay and window of the twin's control plane.",
         ),
     ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
-            help="Locust worker processes, 1-64 (default 2; with --stack, one per free vCPU of "
-            "the load-generator nodes)."
+            metavar="K",
+            show_default=f"{LOCAL_WORKERS}; with --stack or --rehearse, one per slot of the "
+            "load-generator nodes",
+            help="Locust worker processes (1-64); in a cloud run, worker pods (each carries at "
+            f"most {DEFAULT_USERS_PER_WORKER} users).",
         ),
     ] = None,
     workload_file: Annotated[
         Path | None,
-        typer.Option("--workload", help="Workload mix (YAML); default: the built-in mix."),
+        typer.Option(
+            "--workload",
+            metavar="FILE",
+            show_default="built-in mix",
+            help="Workload mix (YAML, see the README's Workload file).",
+        ),
     ] = None,
     max_tokens: Annotated[
-        int | None, typer.Option(help="Fix every task's max_tokens to N.")
+        int | None,
+        typer.Option(metavar="N", show_default="per task", help="Fix every task's max_tokens."),
     ] = None,
     endpoint: Annotated[
         str | None,
-        typer.Option(help="chat, completions or generate (overrides the workload file)."),
+        typer.Option(
+            metavar="E",
+            show_default="from the workload",
+            help="chat, completions or generate (overrides the workload file).",
+        ),
     ] = None,
     slo_text: Annotated[
         str | None,
         typer.Option(
             "--slo",
-            help="SLOs as KEY=VALUE,... e.g. success_rate=99.5%,ttft_p99_ms=1500,itl_p50_ms=off.",
+            metavar="KEY=VALUE,...",
+            show_default="see SLOs",
+            help="Change or add objectives, e.g. success_rate=99.5%,ttft_p99_ms=1500,"
+            "itl_p50_ms=off (KEY=off removes an objective, success_rate too).",
         ),
     ] = None,
     fail_on_slo: Annotated[
-        bool, typer.Option("--fail-on-slo", help="Exit 1 when the SLO verdict fails (a CI gate).")
+        bool,
+        typer.Option("--fail-on-slo", help="Exit 1 when the SLO verdict fails (a CI gate)."),
     ] = False,
     max_inflight: Annotated[
         int,
         typer.Option(
-            help="poisson plan: open requests at most, split over the workers; arrivals "
-            "beyond are dropped and counted."
+            metavar="N",
+            help="poisson plan: open requests at most, over all workers (each takes its share; "
+            "with fewer than --workers, some get none); later arrivals are dropped and counted.",
         ),
     ] = 1000,
     out: Annotated[
-        Path | None, typer.Option(help="Run directory to create (default runs/<timestamp>-<plan>).")
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            show_default="runs/<timestamp>-<plan>",
+            help="The run directory to create.",
+        ),
     ] = None,
     prometheus: Annotated[
         str | None,
         typer.Option(
-            help="With --url and --config: Prometheus of the stack's cluster; the timeline gets "
-            "its replicas, nodes, queue and GPU-hours (else only one pod's /metrics)."
+            metavar="URL",
+            help="With --url and --config Pulumi.<stack>.yaml: the stack's Prometheus; every "
+            "timeline sample gets the fleet's replicas, nodes, GPUs, queue, KV usage per "
+            "replica and GPU-/replica-hours from it (else only one pod's /metrics).",
         ),
     ] = None,
     stack: Annotated[
         str | None,
         typer.Option(
-            help="Run in this platform stack's cluster (dev, org/qwen-stress/dev): Locust "
-            "master and workers as an ephemeral Pulumi stack, destroyed after the run."
+            metavar="STACK",
+            help="Run in this platform stack's cluster (dev, org/qwen-stress/dev, as pulumi "
+            "names it): Locust's master and workers as a load-test stack of their own, "
+            "destroyed after the run. Takes no --url, --prometheus, --model, --gpu or "
+            "--api-key-env: the stack's own.",
         ),
     ] = None,
     rehearse: Annotated[
         bool,
         typer.Option(
             "--rehearse",
-            help="With --config: render the load-test stack of that stack file and run its "
-            "master and worker pods as local processes against the local twin.",
+            help="With --config Pulumi.<stack>.yaml: render that stack's load-test stack into "
+            "the run directory's cluster/ and run its master and worker pods as local "
+            "processes against the local twin.",
         ),
     ] = False,
     loadgen_nodes: Annotated[
         str | None,
         typer.Option(
-            help="With --stack: 'new' load-generator nodes of the run's own (default) or "
-            "'existing' system nodes (at most 2 workers)."
+            metavar="new|existing",
+            show_default="new",
+            help="With --stack: load-generator nodes of the run's own, or the system nodes "
+            f"(at most {EXISTING_MAX_WORKERS} workers).",
         ),
     ] = None,
     loadgen_instance_type: Annotated[
         str | None,
-        typer.Option(help="With --stack: instance type of new load-generator nodes (c7i.2xlarge)."),
+        typer.Option(
+            metavar="TYPE",
+            show_default=DEFAULT_INSTANCE_TYPE,
+            help="With --stack: instance type of new load-generator nodes (from the catalog: no "
+            "GPU, at least 2 vCPUs).",
+        ),
     ] = None,
     loadgen_capacity: Annotated[
         str | None,
-        typer.Option(help="With --stack: 'spot' (default) or 'on-demand' load-generator nodes."),
+        typer.Option(
+            metavar="spot|on-demand",
+            show_default="spot",
+            help="With --stack: capacity type of new load-generator nodes.",
+        ),
     ] = None,
     hourly_usd: Annotated[
         float | None,
         typer.Option(
-            help="With --url: what the endpoint costs per hour in USD (per replica when the "
-            "target reports its replicas); prices the run when its GPU is unknown."
+            metavar="USD",
+            help="With --url: what the endpoint costs per hour, per replica when the target "
+            "reports its replicas (with --prometheus), else for the whole endpoint; prices the "
+            "run when its GPU is not known.",
         ),
     ] = None,
 ) -> None:
@@ -324,15 +437,20 @@ def _execute(spec: RunSpec) -> tuple[Summary, RunOutcome]:
     from loadtest.local_runner import LocalRun, RunError  # noqa: PLC0415
     from loadtest.summary import write  # noqa: PLC0415
 
+    redact = Redactor.from_env(spec.api_key_env)
     try:
         outcome = LocalRun(spec).run()
     except (TargetError, RunError) as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        # The message may quote the target's log or answer: no key in what is printed.
+        typer.secho(f"error: {redact(str(err))}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     if not (outcome.run_dir / run_files.CONFIG).exists():
         typer.echo("interrupted before the load started: nothing to report")
         raise typer.Exit(EXIT_INTERRUPTED)
-    summary = write(outcome.run_dir)
+    try:
+        summary = write(outcome.run_dir)
+    except run_files.RunDirError as err:
+        raise fail(str(err)) from None
     print_result(outcome.run_dir, summary)
     return summary, outcome
 
@@ -345,8 +463,19 @@ def _spec(options: RunOptions) -> RunSpec:
         .with_endpoint(options.endpoint)
     )
     key_env = options.api_key_env
-    if key_env is not None and not os.environ.get(key_env):
-        raise UsageError(f"--api-key-env {key_env}: that environment variable is not set or empty")
+    if key_env is not None:
+        key = os.environ.get(key_env)
+        if not key:
+            raise UsageError(
+                f"--api-key-env {key_env}: that environment variable is not set or empty"
+            )
+        problem = api_key_problem(key)
+        if problem is not None:
+            # Never the value: the message is printed, and may be pasted into a ticket.
+            raise UsageError(
+                f"--api-key-env {key_env}: the key in ${key_env} {problem}, which an "
+                "Authorization header cannot carry; set the variable to the key alone"
+            )
     out = out_dir(options.out, options.plan_name)
     target: Target
     model_name = options.model
@@ -451,12 +580,20 @@ def print_result(run_dir: Path, summary: Summary) -> None:
 
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `qwen-stress run`.")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace a summary.json that counts more requests or steps than the files now "
+            "give (a file went missing or lines became unreadable).",
+        ),
+    ] = False,
 ) -> None:
     """Rebuild summary.json, report.html and report.md from a run directory's files."""
     from loadtest.summary import write  # noqa: PLC0415 - plotly loads only when reporting
 
     try:
-        summary = write(run_dir)
+        summary = write(run_dir, force=force)
     except run_files.RunDirError as err:
         raise fail(str(err)) from None
     print_result(run_dir, summary)

@@ -36,6 +36,7 @@ from loadtest.cloud.stack import program
 from loadtest.cloud.workspace import StackRef, Workspace, WorkspaceError
 from loadtest.cluster_target import ClusterFleet
 from loadtest.payload import RunPayload
+from loadtest.redact import Redactor
 from loadtest.schema import RunOptions
 from loadtest.workload import Workload
 
@@ -258,7 +259,12 @@ def run_stack(
         hourly_usd=None if rehearsal else round(sizing.hourly_usd, 4),
     )
     follower = Follower(
-        connector_for, out, events, show_live=show_live, **dict(follower_options or {})
+        connector_for,
+        out,
+        events,
+        show_live=show_live,
+        redact=Redactor([prepared.platform.api_key.get_secret_value()]),
+        **dict(follower_options or {}),
     )
     outcome = orchestrator.run(request, follower, preflight=check)
     return CloudOutcome(outcome, sizing, rehearsal)

@@ -28,6 +28,7 @@ from loadtest import master_protocol as proto
 from loadtest.cloud.orchestrator import MasterLostError, StopRequest
 from loadtest.cloud.run_events import RunEventLog
 from loadtest.master_protocol import MasterStatus
+from loadtest.redact import Redactor
 from loadtest.schema import RunConfig, TimelineSample
 
 REQUEST_TIMEOUT_S = 20.0
@@ -94,6 +95,7 @@ class Follower:
         poll_s: float = POLL_S,
         lost_after_s: float = LOST_AFTER_S,
         startup_s: float = STARTUP_S,
+        redact: Redactor | None = None,
     ) -> None:
         self.connector_for = connector_for
         self.run_dir = run_dir
@@ -103,6 +105,9 @@ class Follower:
         self.poll_s = poll_s
         self.lost_after_s = lost_after_s
         self.startup_s = startup_s
+        self.redact = redact or Redactor(())
+        """The API key out of every byte written here (the master redacts too; this is the
+        CLI's own guard, as for a local run's files)."""
         self.offsets: dict[str, int] = dict.fromkeys(proto.JSONL_FILES, 0)
         """Bytes of each master file already home (the next request starts there)."""
         self.config: RunConfig | None = None
@@ -254,7 +259,7 @@ class Follower:
             raise _DroppedError(f"config.json is not a run config: {str(err)[:200]}") from None
         path = self.run_dir / run_files.CONFIG
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_bytes(body)
+        tmp.write_bytes(self._redacted(body))
         tmp.replace(path)
         # The stack's events so far counted from the CLI's start; from now on, from the run's.
         self.events.rebase(config.started_at)
@@ -271,14 +276,22 @@ class Follower:
             raise _DroppedError(f"{name} from {offset}: the answer does not end with a whole line")
         if not data:
             return b""
+        kept = self._redacted(data)
         if name == run_files.EVENTS:
-            self.events.append(data)
-            self._note_events(data)
+            self.events.append(kept)
+            self._note_events(kept)
         else:
             with (self.run_dir / name).open("ab") as f:
-                f.write(data)
-        self.offsets[name] = offset + len(data)
+                f.write(kept)
+        self.offsets[name] = offset + len(data)  # the master's bytes, whatever was masked here
         return data
+
+    def _redacted(self, data: bytes) -> bytes:
+        if not self.redact:
+            return data
+        return self.redact(data.decode("utf-8", "surrogateescape")).encode(
+            "utf-8", "surrogateescape"
+        )
 
     def _note_events(self, data: bytes) -> None:
         """Say what a local run says as it goes: steps starting, workers lost."""

@@ -23,6 +23,7 @@ from domain.stack_config import load_stack_file
 from loadtest import run_files
 from loadtest.cli import app
 from loadtest.cloud import cloud_run, delivery, journal
+from loadtest.cloud.follower import TcpConnector
 from loadtest.cloud.orchestrator import StopRequest
 from loadtest.cloud.preflight import Condition, Series
 from loadtest.cloud.rehearsal import platform_outputs
@@ -130,7 +131,7 @@ def run(*args: str) -> tuple[int, str]:
             "--loadgen-instance-type and --loadgen-capacity describe new load-generator nodes",
         ),
         (["--loadgen-nodes", "existing", "--max-users", "2000"], "--loadgen-nodes new"),
-        (["--workers", "1", "--max-users", "2000"], "1 worker processes carry at most"),
+        (["--workers", "1", "--max-users", "500"], "1 worker processes carry at most 128 users"),
         (["--url", "http://127.0.0.1:9"], "--url does not go with --stack"),
         (["--rehearse"], "pass one of them"),
     ],
@@ -197,3 +198,21 @@ def test_run_stack_goes_through_preflight_then_the_stack_and_destroys_it(
     assert "destroyed and removed" in output
     assert KEY not in output
     assert not list((cloud.state / "stacks").glob("*.json"))  # the journal entry is closed
+
+
+def _no_master(outputs: Mapping[str, Any]) -> TcpConnector:
+    raise AssertionError("the test asks no master")
+
+
+def test_the_follower_masks_the_key_in_what_it_brings_home(tmp_path: Path) -> None:
+    """Defence in depth: a master that failed to redact still leaves no key on this disk."""
+    from loadtest.cloud.follower import Follower  # noqa: PLC0415
+    from loadtest.redact import MASK, Redactor  # noqa: PLC0415
+
+    line = json.dumps({"ok": False, "detail": f"echo: Bearer {KEY}"}).encode() + b"\n"
+    follower = Follower(_no_master, tmp_path, RunEventLog(tmp_path), redact=Redactor([KEY]))
+    follower._request = lambda conn, method, path: (200, line)  # type: ignore[method-assign]
+    assert follower._chunk(None, run_files.REQUESTS) == line  # type: ignore[arg-type]
+    kept = (tmp_path / run_files.REQUESTS).read_text()
+    assert KEY not in kept and MASK in kept
+    assert follower.offsets[run_files.REQUESTS] == len(line)  # the master's offsets, unmasked
