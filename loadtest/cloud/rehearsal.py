@@ -78,7 +78,8 @@ FAKE_KUBECONFIG = json.dumps(
 SKIPPED_INIT = {"install": "downloads the locked wheels from the package index"}
 INIT_TIMEOUT_S = 120.0
 STOP_GRACE_S = float(manifests.TERMINATION_GRACE_SECONDS)
-EXIT_WAIT_S = 3.0 if "QSDEBUG" not in os.environ else 20.0
+EXIT_WAIT_S = 3.0
+"""At destroy, how long the pods of a finished run get to exit on their own before SIGTERM."""
 CLUSTER_DIR = "cluster"
 RESOURCES_FILE = "resources.json"
 MANIFESTS_FILE = "manifests.yaml"
