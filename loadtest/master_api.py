@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from gevent.event import Event
@@ -20,7 +20,9 @@ from gevent.pywsgi import WSGIServer
 from loadtest import master_protocol as proto
 from loadtest import run_files
 from loadtest.master_protocol import MasterState, MasterStatus
-from loadtest.plan_run import PlanRun
+
+if TYPE_CHECKING:  # only a type here: importing it would load Locust (and gevent's patching)
+    from loadtest.plan_run import PlanRun
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -69,9 +71,18 @@ def read_chunk(path: Path, offset: int, limit: int = proto.CHUNK_BYTES) -> tuple
 class MasterApi:
     """Status, files by offset, stop and release, served while the master lives."""
 
-    def __init__(self, run_id: str, run_dir: Path, host: str, port: int) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        run_dir: Path,
+        host: str,
+        port: int,
+        *,
+        chunk_bytes: int = proto.CHUNK_BYTES,
+    ) -> None:
         self.run_id = run_id
         self.run_dir = run_dir
+        self.chunk_bytes = chunk_bytes
         self.plan: PlanRun | None = None
         self.phase: MasterState = "preflight"
         self.error: str | None = None
@@ -151,17 +162,44 @@ class MasterApi:
     def _file(self, name: str, query: dict[str, list[str]], start: StartResponse) -> list[bytes]:
         if name not in proto.FILES:
             return _reply(start, 404, json.dumps({"error": f"no run file {name!r}"}).encode())
-        text = query.get("offset", ["0"])[0]
-        if not text.isdigit():
+        offset = _offset(query.get("offset", ["0"])[0])
+        if offset is None:
             return _reply(start, 400, b'{"error": "offset must be a whole number of bytes"}')
-        offset = int(text)
         path = self.run_dir / name
         if not path.exists():
             return _reply(start, 404, json.dumps({"error": f"{name} does not exist yet"}).encode())
-        data, size = read_chunk(path, offset)
+        data, size = read_chunk(path, offset, self.chunk_bytes)
         if offset > size:
             return _reply(start, 416, json.dumps({"error": f"{name} has {size} bytes"}).encode())
+        if name != run_files.CONFIG and not _starts_a_line(path, offset):
+            # An answer from mid-line would be half a record, written home as if it were whole.
+            error = f"offset {offset} of {name} is not at the start of a line"
+            return _reply(start, 400, json.dumps({"error": error}).encode())
         return _reply(start, 200, data, "application/x-ndjson")
+
+
+_MAX_OFFSET_DIGITS = 18
+"""Longer than any file's size (and short enough for ``int`` to refuse nothing)."""
+
+
+def _offset(text: str) -> int | None:
+    """A byte offset from the query, or None when it is not one.
+
+    ASCII digits only: ``str.isdigit`` also accepts superscripts and other scripts' digits,
+    some of which ``int`` refuses (a crash of the route instead of a 400).
+    """
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_OFFSET_DIGITS:
+        return None
+    return int(text)
+
+
+def _starts_a_line(path: Path, offset: int) -> bool:
+    """Whether ``offset`` is 0 or follows a newline (where the follower's offsets always are)."""
+    if offset == 0:
+        return True
+    with path.open("rb") as f:
+        f.seek(offset - 1)
+        return f.read(1) == b"\n"
 
 
 def _reply(
