@@ -50,14 +50,19 @@ def complete_size(path: Path) -> int:
 
 
 def read_chunk(path: Path, offset: int, limit: int = proto.CHUNK_BYTES) -> tuple[bytes, int]:
-    """Complete lines from ``offset`` (at most ``limit`` bytes, at least one line), and the size."""
+    """Complete lines from ``offset`` (at most ``limit`` bytes, at least one line), and the size.
+
+    ``config.json`` comes whole whatever its size: it is one JSON document, not lines, and the
+    follower reads it in one answer (a workload of many prompts can make it megabytes).
+    """
     size = complete_size(path)
     if size <= offset:
         return b"", size
+    whole = path.name == run_files.CONFIG
     with path.open("rb") as f:
         f.seek(offset)
-        data = f.read(min(size - offset, limit))
-    if path.name != run_files.CONFIG and len(data) < size - offset:
+        data = f.read(size - offset if whole else min(size - offset, limit))
+    if not whole and len(data) < size - offset:
         cut = data.rfind(b"\n")
         if cut < 0:  # one line longer than the limit: send it whole
             with path.open("rb") as f:

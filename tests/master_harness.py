@@ -121,6 +121,8 @@ class FaultProxy:
         """Reset each connection after this many bytes of answer (None: never)."""
         self.stalled = False
         """Accept and read, but answer nothing (the client's timeout must end it)."""
+        self.cut_after_request: bytes | None = None
+        """Pass on a request that starts with this, then reset before its answer comes back."""
         self.cuts = 0
         self.connections = 0
         self.refused = 0
@@ -171,44 +173,77 @@ class FaultProxy:
             except OSError:
                 _reset(client)
                 continue
+            upstream.settimeout(None)  # an idle keep-alive connection is no fault of the proxy's
             with self._lock:
                 self.connections += 1
                 self._open += [client, upstream]
-            budget = [self.cut_every]
-            threading.Thread(target=self._pump, args=(client, upstream, None), daemon=True).start()
-            threading.Thread(
-                target=self._pump, args=(upstream, client, budget), daemon=True
-            ).start()
+            link = _Link(client, upstream, self.cut_every)
+            threading.Thread(target=self._requests, args=(link,), daemon=True).start()
+            threading.Thread(target=self._answers, args=(link,), daemon=True).start()
 
-    def _pump(
-        self, src: socket.socket, dst: socket.socket, budget: list[int | None] | None
-    ) -> None:
-        """Copy ``src`` to ``dst``; answers (``budget`` given) may be stalled or cut."""
+    def _requests(self, link: _Link) -> None:
+        """Copy requests upstream; the one ``cut_after_request`` names loses its answer."""
         with contextlib.suppress(OSError):
             while True:
-                data = src.recv(65536)
+                data = link.client.recv(65536)
                 if not data:
-                    dst.shutdown(socket.SHUT_WR)
+                    link.upstream.shutdown(socket.SHUT_WR)
                     return
-                if budget is not None and self.stalled:
-                    continue  # swallowed: the client waits for an answer that never comes
-                left = budget[0] if budget is not None else None
-                if left is not None and len(data) >= left:
-                    dst.sendall(data[:left])
+                marker = self.cut_after_request
+                if marker is not None and data.startswith(marker):
+                    self.cut_after_request = None
+                    link.muted = True
+                    link.upstream.sendall(data)
+                    time.sleep(0.2)  # the master acts on it; its answer never reaches the client
                     with self._lock:
                         self.cuts += 1
-                    _reset(dst)
-                    _reset(src)
+                    link.reset()
                     return
-                if left is not None and budget is not None:
-                    budget[0] = left - len(data)
-                dst.sendall(data)
+                link.upstream.sendall(data)
+
+    def _answers(self, link: _Link) -> None:
+        """Copy answers back; they may be held back (stalled, muted) or cut after a budget."""
+        with contextlib.suppress(OSError):
+            while True:
+                data = link.upstream.recv(65536)
+                if not data:
+                    link.client.shutdown(socket.SHUT_WR)
+                    return
+                if self.stalled or link.muted:
+                    continue  # swallowed: the client waits for an answer that never comes
+                if link.budget is not None and len(data) >= link.budget:
+                    link.client.sendall(data[: link.budget])
+                    with self._lock:
+                        self.cuts += 1
+                    link.reset()
+                    return
+                if link.budget is not None:
+                    link.budget -= len(data)
+                link.client.sendall(data)
+
+
+class _Link:
+    """One connection through the proxy."""
+
+    def __init__(self, client: socket.socket, upstream: socket.socket, budget: int | None) -> None:
+        self.client, self.upstream, self.budget = client, upstream, budget
+        self.muted = False
+
+    def reset(self) -> None:
+        _reset(self.client)
+        _reset(self.upstream)
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close with an RST (linger 0), not a clean FIN: what a broken tunnel looks like."""
+    """Break a connection as a dropped tunnel does: at once, mid-answer, with an RST.
+
+    ``shutdown`` first: a plain ``close`` would wait for the other pump thread's ``recv`` on
+    the same socket, and until then the peer would see nothing at all.
+    """
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
 

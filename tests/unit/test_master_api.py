@@ -183,3 +183,7 @@ def test_sizes_and_chunks_of_files_cut_mid_line(tmp_path: Path) -> None:
     config = tmp_path / run_files.CONFIG
     config.write_bytes(b"{}")  # written whole, at once: its size is the file's
     assert complete_size(config) == 2
+    # One document, not lines: served whole however large (a cut one never parses).
+    document = b'{"workload": "' + b"p" * 5000 + b'"}\n'
+    config.write_bytes(document)
+    assert read_chunk(config, 0, limit=1024) == (document, len(document))
