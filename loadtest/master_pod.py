@@ -161,6 +161,12 @@ def _run_plan(api: MasterApi, plan: PlanRun, target: ClusterTarget) -> int:
         return EXIT_FAILED
     finally:
         target.stop()
+    if plan.error is not None:
+        # A local run exits 1 for this; the follower reads it from the status, the Job from
+        # the exit code. The files are complete all the same (``PlanRun`` closed them).
+        api.error = plan.error
+        log(f"the run failed: {plan.error}")
+        return EXIT_FAILED
     log(f"the run ended: {plan.stop.reason}")
     return 0
 

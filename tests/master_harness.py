@@ -123,6 +123,8 @@ class FaultProxy:
         """Accept and read, but answer nothing (the client's timeout must end it)."""
         self.cut_after_request: bytes | None = None
         """Pass on a request that starts with this, then reset before its answer comes back."""
+        self.answers = bytearray()
+        """Every byte of every answer that passed (for what they must never hold)."""
         self.cuts = 0
         self.connections = 0
         self.refused = 0
@@ -219,6 +221,8 @@ class FaultProxy:
                     return
                 if link.budget is not None:
                     link.budget -= len(data)
+                with self._lock:
+                    self.answers += data
                 link.client.sendall(data)
 
 
