@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from costs.runs import Run
 from domain import hourly_cost
+from domain.run_cost import CostPart
 from domain.stack_config import NAMESPACE as PLATFORM_PROJECT
 from domain.topology import RUN_ID_TAG
 
@@ -112,19 +113,40 @@ def _total(by_service: dict[str, float]) -> float:
     return sum(by_service.values())
 
 
+def _part_json(part: CostPart) -> dict[str, Any]:
+    return {
+        "kind": part.kind,
+        "resource": part.label,
+        "detail": part.detail,
+        "service": part.service,
+        "usd": part.usd,
+    }
+
+
 def reconciliation(
-    estimate: dict[str, float], run_spend: dict[str, float], stack_spend: dict[str, float] | None
+    parts: tuple[CostPart, ...], run_spend: dict[str, float], stack_spend: dict[str, float] | None
 ) -> list[dict[str, Any]]:
-    """One row per service: estimated, billed to the run's tag and the stack's, the difference."""
+    """One row per service: its estimated parts, billed to the run's tag and the stack's.
+
+    Each part of the estimate is set against the service that bills it (GPU and load-generator
+    nodes: EC2 compute; the control plane: EKS; NAT gateway hours: "EC2 - Other"); a part no
+    service is known for (``--hourly-usd``) gets no row, and ``unattributed`` says so.
+    """
+    by_service: dict[str, list[CostPart]] = defaultdict(list)
+    for part in parts:
+        if part.service is not None:
+            by_service[part.service].append(part)
     rows = []
-    for service in sorted(set(estimate) | set(run_spend) | set(stack_spend or {})):
+    for service in sorted(set(by_service) | set(run_spend) | set(stack_spend or {})):
         billed_run = run_spend.get(service, 0.0)
         billed_stack = (stack_spend or {}).get(service, 0.0)
-        estimated = estimate.get(service)
+        priced = by_service.get(service, [])
+        estimated = sum(p.usd for p in priced) if priced else None
         billed = billed_run + billed_stack
         rows.append(
             {
                 "service": service,
+                "parts": [_part_json(p) for p in priced],
                 "estimated_usd": estimated,
                 "billed_run_usd": billed_run,
                 "billed_stack_usd": billed_stack if stack_spend is not None else None,
@@ -194,10 +216,13 @@ def collect(ce: Any, run: Run, now: datetime, stack: str | None = None) -> dict[
         "estimate": {
             "usd": run.estimated_usd,
             "basis": run.estimate_basis,
+            "prices": run.prices,
             "by_service": run.estimate_by_service,
+            "parts": [_part_json(p) for p in run.estimate_parts],
+            "unattributed_usd": sum(p.usd for p in run.estimate_parts if p.service is None),
         },
         "billed_usd": billed,
         "untagged_usd": _total(untagged),
-        "reconciliation": reconciliation(run.estimate_by_service, run_spend, stack_spend),
+        "reconciliation": reconciliation(run.estimate_parts, run_spend, stack_spend),
         "notes": notes,
     }

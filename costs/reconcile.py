@@ -1,5 +1,8 @@
 """The billed-against-estimated section that ``cost actuals`` adds to a run's reports.
 
+One row per Cost Explorer service, with the parts of the run's estimate that service bills
+(GPU and load-generator nodes under EC2 compute, the control plane under EKS, NAT gateway hours
+under "EC2 - Other"). A ``cost-actuals.json`` written before estimates had parts still renders.
 The section sits between markers in ``report.md`` and ``report.html``: asking again replaces it,
 and ``qwen-stress report RUN_DIR`` (which rewrites both reports) puts it back from
 ``cost-actuals.json``.
@@ -20,8 +23,11 @@ HTML_ANCHOR = "<h2>Metric definitions</h2>"
 
 
 def usd(value: float | None) -> str:
-    """``$1.2346`` (run costs are small: four decimals), or a dash when unknown."""
-    return "—" if value is None else f"${value:,.4f}"
+    """``$1.2346``, ``-$0.9050`` (run costs are small: four decimals), or a dash when unknown."""
+    if value is None:
+        return "—"
+    text = f"${abs(value):,.4f}"
+    return f"-{text}" if round(value, 4) < 0 else text
 
 
 def _status_line(actuals: dict[str, Any]) -> str:
@@ -55,16 +61,22 @@ def _untagged(actuals: dict[str, Any]) -> str:
     )
 
 
+def _parts(row: dict[str, Any]) -> str:
+    """``GPU nodes $0.1234, Load-generator nodes $0.0456``: what the row's estimate is made of."""
+    parts = row.get("parts") or []
+    return ", ".join(f"{p['resource']} {usd(p['usd'])}" for p in parts) or "—"
+
+
 def _rows(actuals: dict[str, Any]) -> list[list[str]]:
     stack = actuals.get("stack_tags") is not None
     rows = []
     for r in actuals["reconciliation"]:
-        row = [r["service"], usd(r["estimated_usd"]), usd(r["billed_run_usd"])]
+        row = [r["service"], _parts(r), usd(r["estimated_usd"]), usd(r["billed_run_usd"])]
         row += [usd(r["billed_stack_usd"])] if stack else []
         row.append(usd(r["difference_usd"]))
         rows.append(row)
     estimated = actuals["estimate"]["usd"]
-    total = ["**Total**", usd(estimated), usd(_sum(actuals, "billed_run_usd"))]
+    total = ["**Total**", "", usd(estimated), usd(_sum(actuals, "billed_run_usd"))]
     total += [usd(_sum(actuals, "billed_stack_usd"))] if stack else []
     total.append(usd(None if estimated is None else actuals["billed_usd"] - estimated))
     return [*rows, total]
@@ -75,9 +87,34 @@ def _sum(actuals: dict[str, Any], key: str) -> float:
 
 
 def _header(actuals: dict[str, Any]) -> list[str]:
-    head = ["Service", "Estimated", "Billed (run-id tag)"]
+    head = ["Service", "Estimated parts", "Estimated", "Billed (run-id tag)"]
     head += ["Billed (stack tags)"] if actuals.get("stack_tags") is not None else []
     return [*head, "Billed - estimated"]
+
+
+def _basis(actuals: dict[str, Any]) -> str:
+    estimate = actuals["estimate"]
+    prices = f" Prices: {estimate['prices']}." if estimate.get("prices") else ""
+    return f"Estimate basis: {estimate['basis']}.{prices}"
+
+
+def _notes(actuals: dict[str, Any]) -> list[str]:
+    """The run's notes, and what the table cannot set side by side."""
+    notes = list(actuals.get("notes", []))
+    if actuals.get("stack_tags") is not None:
+        notes.append(
+            "The stack tags' spend covers whole days of the platform, the estimate only the "
+            "run's share of it: billed above estimated there is the rest of those days."
+        )
+    loose = [
+        p for p in actuals["estimate"].get("parts") or [] if p.get("service") is None and p["usd"]
+    ]
+    if loose:
+        what = ", ".join(f"{p['resource']} {usd(p['usd'])} ({p['detail']})" for p in loose)
+        notes.append(
+            f"Not set against a service (priced by the user; no AWS service is known): {what}."
+        )
+    return notes
 
 
 def markdown(actuals: dict[str, Any]) -> str:
@@ -91,14 +128,14 @@ def markdown(actuals: dict[str, Any]) -> str:
         _scope(actuals),
         "",
         "| " + " | ".join(head) + " |",
-        "|---|" + "---:|" * (len(head) - 1),
+        "|---|---|" + "---:|" * (len(head) - 2),
         *("| " + " | ".join(row) + " |" for row in _rows(actuals)),
         "",
-        f"Estimate basis: {actuals['estimate']['basis']}.",
+        _basis(actuals),
         "",
         _untagged(actuals),
     ]
-    lines += [f"\n> {note}" for note in actuals.get("notes", [])]
+    lines += [f"\n> {note}" for note in _notes(actuals)]
     return "\n".join(lines)
 
 
@@ -113,12 +150,12 @@ def html_section(actuals: dict[str, Any]) -> str:
     body = "".join(
         "<tr>" + "".join(f"<td>{plain(c)}</td>" for c in row) + "</tr>" for row in _rows(actuals)
     )
-    notes = "".join(f"<div class='warn'>{esc(n)}</div>" for n in actuals.get("notes", []))
+    notes = "".join(f"<div class='warn'>{esc(n)}</div>" for n in _notes(actuals))
     return (
         "<h2>Billed cost (AWS Cost Explorer)</h2>"
         f"<p>{plain(_status_line(actuals))}</p><p class='meta'>{plain(_scope(actuals))}</p>"
         f"<table><tr>{cells}</tr>{body}</table>"
-        f"<p class='meta'>Estimate basis: {esc(actuals['estimate']['basis'])}.</p>"
+        f"<p class='meta'>{esc(_basis(actuals))}</p>"
         f"<p>{plain(_untagged(actuals))}</p>{notes}"
     )
 

@@ -1,7 +1,8 @@
 """``qwen-stress cost report RUN_DIR...``: the team's cost-tracking report across runs.
 
 One row per run (id, date, stack or target, plan, capacity found, GPU-hours, estimated and
-billed dollars, dollars per million output tokens), then totals per stack and per month; as
+billed dollars, dollars per million output tokens and per request within the SLOs), then
+totals per stack and per month; as
 Markdown, CSV, or a self-contained HTML page with a chart of cost against capacity over time.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from costs.runs import Run, read_actuals, read_run
+from domain.run_cost import money
 
 Format = Literal["md", "csv", "html"]
 FORMATS: tuple[Format, ...] = ("md", "csv", "html")
@@ -42,6 +44,14 @@ class Row:
         return self.usd / self.run.output_tokens * 1e6
 
     @property
+    def usd_per_good_request(self) -> float | None:
+        """Dollars per request within the SLOs (of the plan at time scale 1), from ``usd``."""
+        good = self.run.good_requests
+        if self.usd is None or not good:
+            return None
+        return self.usd / good
+
+    @property
     def month(self) -> str:
         """``2026-11``: the UTC month the run started in."""
         return self.run.started_at.strftime("%Y-%m")
@@ -58,6 +68,8 @@ class Total:
     billed_usd: float | None
     usd_per_million_tokens: float | None
     """Over the runs with a cost (billed, else estimated) only."""
+    usd_per_good_request: float | None
+    """Over the runs with a cost and a count of requests within the SLOs."""
 
 
 def _sum(values: Iterable[float | None]) -> float | None:
@@ -86,6 +98,9 @@ def totals(all_rows: list[Row], key: Callable[[Row], str]) -> list[Total]:
         priced = [r for r in group if r.usd is not None]
         tokens = sum(r.run.output_tokens for r in priced)
         cost = _sum(r.usd for r in priced)
+        counted = [r for r in priced if r.run.good_requests is not None]
+        good = sum(r.run.good_requests or 0.0 for r in counted)
+        counted_cost = _sum(r.usd for r in counted)
         out.append(
             Total(
                 key=name,
@@ -94,6 +109,9 @@ def totals(all_rows: list[Row], key: Callable[[Row], str]) -> list[Total]:
                 estimated_usd=_sum(r.run.estimated_usd for r in group),
                 billed_usd=_sum(r.billed_usd for r in group),
                 usd_per_million_tokens=cost / tokens * 1e6 if cost is not None and tokens else None,
+                usd_per_good_request=counted_cost / good
+                if counted_cost is not None and good
+                else None,
             )
         )
     return out
@@ -124,6 +142,11 @@ def _usd(value: float | None) -> str:
     return "—" if value is None else f"${value:,.4f}"
 
 
+def _usd_each(value: float | None) -> str:
+    """A cost per request: a hundredth of a cent is common, so three significant figures."""
+    return "—" if value is None else money(value)
+
+
 def _hours(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
 
@@ -138,9 +161,11 @@ def _billed(row: Row) -> str:
 
 RUN_HEAD = (
     "Run", "Date (UTC)", "Stack or target", "Plan", "Capacity", "GPU-hours",
-    "Estimated", "Billed", "$ / M output tokens",
+    "Estimated", "Billed", "$ / M output tokens", "$ / good request",
 )  # fmt: skip
-TOTAL_HEAD = ("Runs", "GPU-hours", "Estimated", "Billed", "$ / M output tokens")
+TOTAL_HEAD = (
+    "Runs", "GPU-hours", "Estimated", "Billed", "$ / M output tokens", "$ / good request",
+)  # fmt: skip
 
 
 def _run_cells(row: Row) -> list[str]:
@@ -155,6 +180,7 @@ def _run_cells(row: Row) -> list[str]:
         _usd(run.estimated_usd),
         _billed(row),
         _usd(row.usd_per_million_tokens),
+        _usd_each(row.usd_per_good_request),
     ]
 
 
@@ -166,14 +192,16 @@ def _total_cells(total: Total) -> list[str]:
         _usd(total.estimated_usd),
         _usd(total.billed_usd),
         _usd(total.usd_per_million_tokens),
+        _usd_each(total.usd_per_good_request),
     ]
 
 
 FOOTNOTE = (
     "Estimated: each run's own estimate (its basis is in its report). Billed: `qwen-stress cost "
     "actuals` (status in brackets until final). $ / M output tokens: billed where known, else "
-    "estimated, over the output tokens of the plan at time scale 1. Capacity: the highest load "
-    "step within the SLOs (≥: no heavier step failed)."
+    "estimated, over the output tokens of the plan at time scale 1; $ / good request likewise, "
+    "over the requests that met the SLOs. Capacity: the highest load step within the SLOs (≥: "
+    "no heavier step failed)."
 )
 
 
@@ -201,12 +229,14 @@ def markdown(all_rows: list[Row]) -> str:
 CSV_HEAD = (
     "row", "key", "run_id", "started_at", "stack_or_target", "plan", "capacity_users",
     "capacity_rps", "capacity_is_lower_bound", "gpu_hours", "estimated_usd", "billed_usd",
-    "billed_status", "runs", "output_tokens", "usd_per_million_output_tokens",
+    "billed_status", "runs", "output_tokens", "usd_per_million_output_tokens", "good_requests",
+    "usd_per_good_request",
 )  # fmt: skip
 
 
 def _num(value: float | None) -> str:
-    return "" if value is None else repr(round(value, 6))
+    """Nine significant figures: a cost per request is often below a millionth of a dollar."""
+    return "" if value is None else repr(float(f"{value:.9g}"))
 
 
 def csv_text(all_rows: list[Row]) -> str:
@@ -234,6 +264,8 @@ def csv_text(all_rows: list[Row]) -> str:
                 "runs": 1,
                 "output_tokens": _num(run.output_tokens),
                 "usd_per_million_output_tokens": _num(r.usd_per_million_tokens),
+                "good_requests": _num(run.good_requests),
+                "usd_per_good_request": _num(r.usd_per_good_request),
             }
         )
     for kind, groups in (("stack", by_stack(all_rows)), ("month", by_month(all_rows))):
@@ -248,6 +280,7 @@ def csv_text(all_rows: list[Row]) -> str:
                     "billed_usd": _num(t.billed_usd),
                     "runs": t.runs,
                     "usd_per_million_output_tokens": _num(t.usd_per_million_tokens),
+                    "usd_per_good_request": _num(t.usd_per_good_request),
                 }
             )
     return buffer.getvalue()

@@ -1,27 +1,30 @@
 """What cost tracking reads from a run directory, through one adapter.
 
-``read_run`` is the only place that knows the shapes of ``summary.json`` and ``config.json``
-(as ``qwen-stress run`` writes them today: target kinds ``url`` and ``fleet``); everything
-else in ``costs`` takes a ``Run``. When the run files get typed models, only this function
-changes. ``cost-actuals.json`` is this package's own file (``costs.actuals``).
+``read_run`` is the only place that knows the shapes of ``summary.json`` and ``config.json``;
+everything else in ``costs`` takes a ``Run``. The run's cost is read typed, as
+``domain.run_cost.RunCost`` (the model ``qwen-stress run`` writes it with); the few other
+fields are read as plain JSON, since ``costs`` may not import ``loadtest``. A summary written
+before costs had parts reads as one GPU part, billed as EC2 compute, as it was estimated then.
+``cost-actuals.json`` is this package's own file (``costs.actuals``).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from domain.hourly_cost import COMPUTE_SERVICE
+from pydantic import ValidationError
+
+from domain.run_cost import CostPart, RunCost
+from domain.stack_config import stack_name
 
 SUMMARY = "summary.json"
 CONFIG = "config.json"
 ACTUALS = "cost-actuals.json"
-_STACK_FILE = re.compile(r"Pulumi\.(?P<stack>[^/\\]+)\.ya?ml$")
 
 
 class RunReadError(ValueError):
@@ -52,8 +55,15 @@ class Run:
     estimate_basis: str
     output_tokens: float
     """Output tokens of the plan at time scale 1 (a time-scaled rehearsal stands for more)."""
+    good_requests: float | None = None
+    """Requests within the SLOs, of the plan the cost is for (None: an older summary)."""
     estimate_by_service: dict[str, float] = field(default_factory=dict)
     """The estimate split by Cost Explorer ``SERVICE``, for the reconciliation."""
+    estimate_parts: tuple[CostPart, ...] = ()
+    """The estimate's parts (GPU nodes, load generators, control plane, NAT), each billed by
+    one service (``CostPart.service``; None: priced by the user, no service known)."""
+    prices: str | None = None
+    """The price table the estimate used (``us-east-1 prices of 2026-11-28 (bundled)``)."""
 
     @property
     def ended_at(self) -> datetime:
@@ -83,15 +93,31 @@ def _json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _stack_of(config: dict[str, Any]) -> str | None:
-    """The stack a run names: ``config.stack`` (cloud runs), else ``--config Pulumi.<s>.yaml``."""
+def _stack_of(config: dict[str, Any], target: dict[str, Any]) -> str | None:
+    """The stack a run names: its target's platform, ``config.stack``, else ``--config``."""
+    platform = target.get("platform")
+    if isinstance(platform, dict) and isinstance(platform.get("stack"), str):
+        return str(platform["stack"])
     if isinstance(config.get("stack"), str):
         return str(config["stack"])
     command = [str(a) for a in config.get("command") or []]
     for flag, value in itertools.pairwise(command):
-        if flag == "--config" and (match := _STACK_FILE.search(value)):
-            return match.group("stack")
+        if flag == "--config" and (stack := stack_name(Path(value))):
+            return stack
     return None
+
+
+def _cost(run_dir: Path, summary: dict[str, Any]) -> RunCost:
+    data = summary.get("cost")
+    try:
+        return RunCost.model_validate(data if data is not None else {"basis": "no estimate"})
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        where = ".".join(map(str, ("cost", *first["loc"])))
+        raise RunReadError(
+            f"{run_dir}: summary.json's {where} cannot be read ({first['msg'].lower()}); "
+            f"rebuild it with `qwen-stress report {run_dir}`"
+        ) from None
 
 
 def _target_text(target: dict[str, Any], stack: str | None) -> str:
@@ -114,7 +140,6 @@ def read_run(run_dir: Path) -> Run:
         run_id = str(summary["run_id"])
         started = datetime.fromtimestamp(float(config["started_at"]), UTC)
         target = dict(summary.get("target") or config["target"])
-        cost = dict(summary.get("cost") or {})
         capacity = dict(summary.get("capacity") or {})
         overall = dict(summary["overall"])
         duration = float(summary["duration_s"])
@@ -125,9 +150,13 @@ def read_run(run_dir: Path) -> Run:
             f"{run_dir}: summary.json or config.json lacks {err}; rebuild it with "
             f"`qwen-stress report {run_dir}`"
         ) from None
-    stack = _stack_of(config)
-    usd = cost.get("usd")
-    tokens = float(overall.get("output_tokens_per_s") or 0.0) * duration / time_scale
+    stack = _stack_of(config, target)
+    cost = _cost(run_dir, summary)
+    if cost.output_tokens is not None:
+        tokens = float(cost.output_tokens)
+    else:  # written before the cost counted them: the rate over the load, unscaled
+        tokens = float(overall.get("output_tokens_per_s") or 0.0) * duration / time_scale
+    parts = tuple(cost.priced_parts())
     return Run(
         run_dir=run_dir,
         run_id=run_id,
@@ -140,12 +169,14 @@ def read_run(run_dir: Path) -> Run:
         capacity_users=capacity.get("max_users_within_slo"),
         capacity_rps=capacity.get("max_rps_within_slo"),
         limit_found=bool(capacity.get("limit_found")),
-        gpu_hours=cost.get("gpu_hours"),
-        estimated_usd=float(usd) if usd is not None else None,
-        estimate_basis=str(cost.get("basis", "no estimate")),
+        gpu_hours=cost.gpu_hours,
+        estimated_usd=cost.usd,
+        estimate_basis=cost.basis,
         output_tokens=tokens,
-        # Today's estimate prices GPU instance time only.
-        estimate_by_service={COMPUTE_SERVICE: float(usd)} if usd is not None else {},
+        good_requests=None if cost.good_requests is None else float(cost.good_requests),
+        estimate_by_service=cost.by_service(),
+        estimate_parts=parts,
+        prices=cost.prices.label() if cost.prices else None,
     )
 
 

@@ -180,6 +180,11 @@ class NetworkConfig(BaseModel):
             )
         return value
 
+    @property
+    def nat_gateway_count(self) -> int:
+        """NAT gateways the VPC gets: one, or one per availability zone."""
+        return 1 if self.nat_gateways == "single" else self.az_count
+
 
 class GpuConfig(BaseModel):
     """``qwen-stress:gpu``: the GPU managed node group the Cluster Autoscaler sizes."""
@@ -346,7 +351,7 @@ class StackConfig(BaseModel):
         from ``prices`` or the table in use for the stack's region (``domain.prices``).
         """
         table = prices or current_prices(self.region)
-        nat = 1 if self.network.nat_gateways == "single" else self.network.az_count
+        nat = self.network.nat_gateway_count
         cluster, gpu = self.cluster, self.gpu
         lines = [
             hourly_cost.control_plane(table),
@@ -489,6 +494,15 @@ def parse(
     if errors:
         raise ConfigError(_HEADER + "\n  ".join(errors))
     return cfg
+
+
+def stack_name(path: Path) -> str | None:
+    """``dev`` from ``Pulumi.dev.yaml`` (or ``.yml``) at any path; None for another name."""
+    for suffix in (".yaml", ".yml"):
+        stack = path.name.removeprefix("Pulumi.").removesuffix(suffix)
+        if path.name == f"Pulumi.{stack}{suffix}" and stack:
+            return stack
+    return None
 
 
 def load_stack_file(path: Path) -> StackConfig:

@@ -136,7 +136,7 @@ class Network(pulumi.ComponentResource):
         private_ids: list[pulumi.Output[str]] = []
         private_rts: list[aws.ec2.RouteTable] = []
         nats: list[aws.ec2.NatGateway] = []
-        nat_count = cfg.az_count if cfg.nat_gateways == "perAz" else 1
+        nat_count = cfg.nat_gateway_count
         for i, (public_cidr, private_cidr) in enumerate(subnet_layout(cfg.cidr, cfg.az_count)):
             az = zones[i]
             public = subnet("public", public_cidr, az, "kubernetes.io/role/elb")

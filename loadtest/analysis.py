@@ -90,6 +90,8 @@ def stats(records: list[RequestRecord], duration_s: float, slo: Slo) -> Stats:
         prompt_tokens_avg=_mean([r.prompt_tokens for r in ok if r.prompt_tokens is not None]),
         output_tokens_avg=_mean([r.output_tokens for r in ok if r.output_tokens is not None]),
         usage_missing=sum(1 for r in ok if not r.usage),
+        output_tokens=tokens,
+        good_requests=good,
         late_ms=distribution([r.late_ms for r in records if r.late_ms is not None]),
     )
 

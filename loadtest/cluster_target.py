@@ -19,7 +19,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.autoscaling import AutoscalingSpec
+from domain.catalog import CapacityType
 from domain.fleet_queries import HOUR_FIELDS, KV_BY_REPLICA, FleetQueries
+from domain.run_cost import PlatformInfo
 from domain.stack_config import StackConfig
 from loadtest.schema import (
     AutoscalingInfo,
@@ -119,10 +121,13 @@ class ClusterFleet(BaseModel):
     gpu: str | None = None
     instance_type: str | None = None
     gpus_per_replica: int | None = None
+    capacity_type: CapacityType | None = None
+    platform: PlatformInfo | None = None
+    """The stack's region and NAT gateways: they price the run's share of the platform."""
 
     @classmethod
-    def from_stack(cls, stack: StackConfig) -> ClusterFleet:
-        """The served model, GPU instance and autoscaling spec of a stack's settings."""
+    def from_stack(cls, stack: StackConfig, name: str | None = None) -> ClusterFleet:
+        """The served model, GPU node group and autoscaling spec of a stack's settings."""
         instance = stack.gpu.instance
         return cls(
             served_name=stack.model.served,
@@ -131,6 +136,8 @@ class ClusterFleet(BaseModel):
             gpu=instance.gpu.name if instance.gpu is not None else None,
             instance_type=stack.gpu.instance_type,
             gpus_per_replica=stack.model.tensor_parallel,
+            capacity_type=stack.gpu.capacity_type,
+            platform=PlatformInfo.of_stack(stack, name),
         )
 
 
@@ -148,6 +155,8 @@ class ClusterTarget(Target):
         gpu: str | None = None,
         instance_type: str | None = None,
         gpus_per_replica: int | None = None,
+        capacity_type: CapacityType | None = None,
+        platform: PlatformInfo | None = None,
     ) -> None:
         self.base = base
         self.base_url = base.base_url
@@ -159,13 +168,22 @@ class ClusterTarget(Target):
         self.gpu = gpu
         self.instance_type = instance_type
         self.gpus_per_replica = gpus_per_replica
+        self.capacity_type = capacity_type
+        self.platform = platform
+        """The stack's GPU capacity type and platform figures: they price the run."""
         self.started_at: float | None = None
         """Wall clock of ``start``: the hours are integrated from here."""
 
     @classmethod
-    def for_stack(cls, base: Target, prometheus_url: str, stack: StackConfig) -> ClusterTarget:
-        """The fleet a platform stack serves: its model, GPU instance and autoscaling spec."""
-        return cls.for_fleet(base, prometheus_url, ClusterFleet.from_stack(stack))
+    def for_stack(
+        cls, base: Target, prometheus_url: str, stack: StackConfig, name: str | None = None
+    ) -> ClusterTarget:
+        """The fleet a platform stack serves: its model, GPU node group and autoscaling spec.
+
+        ``name``: the stack's (``dev``), recorded with its region and NAT gateways, which price
+        the run's share of the platform.
+        """
+        return cls.for_fleet(base, prometheus_url, ClusterFleet.from_stack(stack, name))
 
     @classmethod
     def for_fleet(cls, base: Target, prometheus_url: str, fleet: ClusterFleet) -> ClusterTarget:
@@ -183,6 +201,8 @@ class ClusterTarget(Target):
             gpu=fleet.gpu,
             instance_type=fleet.instance_type,
             gpus_per_replica=fleet.gpus_per_replica,
+            capacity_type=fleet.capacity_type,
+            platform=fleet.platform,
         )
 
     def start(self) -> None:
@@ -203,6 +223,8 @@ class ClusterTarget(Target):
             gpu=self.gpu,
             instance_type=self.instance_type,
             gpus_per_replica=self.gpus_per_replica,
+            capacity_type=self.capacity_type,
+            platform=self.platform,
             autoscaling=autoscaling_info(self.autoscaling),
             fleet_metrics=FleetMetricsInfo(
                 url=self.prometheus.base_url,

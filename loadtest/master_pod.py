@@ -104,6 +104,7 @@ def _spec(payload: RunPayload, env: Mapping[str, str], target: ClusterTarget) ->
         command=payload.command,
         show_live=False,
         run_id=env[contract.ENV_RUN_ID],
+        loadgen=payload.loadgen,
     )
 
 

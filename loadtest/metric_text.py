@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from domain.run_cost import money
 from loadtest.schema import Analysis, OverallStats, Summary, WorkerLost
 from loadtest.slo import Slo
 
@@ -93,20 +96,42 @@ def headline(summary: Analysis | Summary) -> str:
     return f"Capacity: {at_least}{cap.max_rps_within_slo:.2f} req/s within the SLOs.{bound}"
 
 
-def cost_line(summary: Summary) -> str | None:
-    """The estimated cost sentence, or None when the GPU is unknown."""
+@dataclass(frozen=True)
+class CostText:
+    """The cost as the reports say it: a headline, one line per part, and its basis."""
+
+    headline: str
+    parts: list[str]
+    basis: str | None
+
+
+def cost_text(summary: Summary) -> CostText:
+    """What the run cost and per what, or "no estimate" and why: never a $0 that is not one."""
     c = summary.cost
-    if c.usd is None or c.gpu_hours is None or c.usd_per_gpu_hour is None:
-        return None
+    if c.usd is None:
+        why = c.basis.removeprefix("no estimate: ")
+        return CostText(f"Cost: no estimate ({why}).", [], None)
     scaled = (
         ""
         if c.time_scale == 1
-        else f" (the unscaled plan; this run ran at time scale {c.time_scale:g})"
+        else f" for the unscaled plan (this run ran at time scale {c.time_scale:g})"
     )
-    return (
-        f"Estimated GPU cost: {c.gpu_hours:.3f} GPU-hours x ${c.usd_per_gpu_hour:.3f} "
-        f"({c.gpu}, {c.instance_type}) = ${c.usd:.2f}{scaled}."
-    )
+    per = []
+    if c.usd_per_million_output_tokens is not None:
+        per.append(f"{money(c.usd_per_million_output_tokens)} per million output tokens")
+    if c.usd_per_good_request is not None:
+        per.append(f"{money(c.usd_per_good_request)} per request within the SLOs")
+    elif c.good_requests == 0:
+        per.append("no request met the SLOs")
+    headline = f"Estimated cost: {money(c.usd)}{scaled}" + (f": {', '.join(per)}" if per else "")
+    parts = [
+        f"{p.label}: {p.quantity:.4g} {p.unit}s x {money(p.usd_per_unit)} ({p.detail}"
+        + (f", {p.price}" if p.price else "")
+        + f") = {money(p.usd)}"
+        for p in c.priced_parts()
+    ]
+    prices = f" Prices: {c.prices.label()}." if c.prices else ""
+    return CostText(headline + ".", parts, f"Cost basis: {c.basis}.{prices}")
 
 
 def failure_lines(summary: Summary) -> list[str]:

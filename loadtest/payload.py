@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from domain.run_cost import LoadGenInfo
 from loadtest.cluster_target import ClusterFleet
 from loadtest.plans import Plan
 from loadtest.schema import RunOptions
@@ -34,6 +35,8 @@ class RunPayload(BaseModel):
     options: RunOptions
     workload: Workload
     cluster: ClusterFleet
+    loadgen: LoadGenInfo | None = None
+    """The load-generator nodes as sized (``config.json`` records them: they price the run)."""
     command: list[str] = Field(default_factory=list)
     sample_interval_s: float = Field(default=2.0, gt=0)
 

@@ -265,6 +265,7 @@ class PlanRun:
                 python=platform.python_version(),
             ),
             options=spec.options,
+            loadgen=spec.loadgen,
         )
 
     def _wait_for_workers(self, runner: MasterRunner) -> None:

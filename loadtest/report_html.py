@@ -19,7 +19,7 @@ from plotly.subplots import make_subplots
 from loadtest.metric_text import (
     DEFINITIONS,
     autoscaling_lines,
-    cost_line,
+    cost_text,
     failure_lines,
     headline,
     ms,
@@ -342,7 +342,7 @@ def render(
         pio.to_html(fig, include_plotlyjs=(i == 0), full_html=False, config={"displaylogo": False})
         for i, fig in enumerate(figures)
     ]
-    cost = cost_line(summary)
+    cost = cost_text(summary)
     verdict = summary.verdict
     esc = html.escape
     workers = "" if summary.workers is None else f"{summary.workers} Locust worker(s); "
@@ -361,8 +361,11 @@ def render(
         f"CI verdict: <b>{'pass' if verdict.passed else 'fail'}</b>"
         f" ({esc(verdict.rule)}).</p>",
     ]
-    if cost:
-        parts.append(f"<p>{esc(cost)}</p>")
+    parts.append(f"<p>{esc(cost.headline)}</p>")
+    if cost.parts:
+        parts.append("<ul>" + "".join(f"<li>{esc(p)}</li>" for p in cost.parts) + "</ul>")
+    if cost.basis:
+        parts.append(f"<p class='meta'>{esc(cost.basis)}</p>")
     parts += [f"<p>{esc(line)}</p>" for line in autoscaling_lines(summary)]
     parts += [f"<p>{esc(line)}</p>" for line in failure_lines(summary)]
     parts += [f"<div class='warn'>{esc(w)}</div>" for w in warnings(summary)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from loadtest.metric_text import (
     DEFINITIONS,
     autoscaling_lines,
-    cost_line,
+    cost_text,
     failure_lines,
     headline,
     ms,
@@ -54,9 +54,12 @@ def render(summary: Summary) -> str:
     ]
     for line in failure_lines(summary):
         lines += [line, ""]
-    cost = cost_line(summary)
-    if cost:
-        lines += [cost, ""]
+    cost = cost_text(summary)
+    lines += [cost.headline, ""]
+    if cost.parts:
+        lines += [*(f"- {part}" for part in cost.parts), ""]
+    if cost.basis:
+        lines += [cost.basis, ""]
     for line in autoscaling_lines(summary):
         lines += [line, ""]
     lines += [f"> {w}" for w in warnings(summary)]

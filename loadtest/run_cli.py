@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from domain.run_cost import PlatformInfo
+from domain.stack_config import load_stack_file, stack_name
 from domain.vllm_args import API_KEY_ENV
 from loadtest import plans, run_files, slo, workload
 from loadtest.run_spec import RunSpec
@@ -84,7 +86,20 @@ def local_target(
         raise UsageError(str(err)) from None
     source = ["--config", str(config)] if config else ["--model", spec.model, "--gpu", spec.gpu]
     fleet = AutoscalingInfo.model_validate(spec.describe())
-    return FleetTarget(fleet, source, time_scale, out / "logs" / "target.log", api_key)
+    log = out / "logs" / "target.log"
+    if config is None:
+        return FleetTarget(fleet, source, time_scale, log, api_key)
+    # fleet_spec read the file already: it is valid, and its GPU group prices the rehearsal
+    stack = load_stack_file(config)
+    return FleetTarget(
+        fleet,
+        source,
+        time_scale,
+        log,
+        api_key,
+        capacity_type=stack.gpu.capacity_type,
+        platform=PlatformInfo.of_stack(stack, stack_name(config)),
+    )
 
 
 def run(  # noqa: PLR0917 - typer maps each parameter to a flag
@@ -231,6 +246,13 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
         str | None,
         typer.Option(help="With --stack: 'spot' (default) or 'on-demand' load-generator nodes."),
     ] = None,
+    hourly_usd: Annotated[
+        float | None,
+        typer.Option(
+            help="With --url: what the endpoint costs per hour in USD (per replica when the "
+            "target reports its replicas); prices the run when its GPU is unknown."
+        ),
+    ] = None,
 ) -> None:
     """Run a load plan with distributed Locust and write the run directory and reports."""
     try:
@@ -265,6 +287,7 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
             loadgen_nodes=loadgen_nodes,
             loadgen_instance_type=loadgen_instance_type,
             loadgen_capacity=loadgen_capacity,
+            hourly_usd=hourly_usd,
         )
         if options.cloud:
             _cloud(options)
@@ -370,11 +393,13 @@ def _spec(options: RunOptions) -> RunSpec:
 
 def _cluster_target(base: Target, prometheus: str, config: Path) -> ClusterTarget:
     """The endpoint, with its fleet read from the stack's Prometheus; checked once now."""
-    from domain.stack_config import ConfigError, load_stack_file  # noqa: PLC0415
+    from domain.stack_config import ConfigError  # noqa: PLC0415
     from loadtest.cluster_target import ClusterTarget, PrometheusError  # noqa: PLC0415
 
     try:
-        target = ClusterTarget.for_stack(base, prometheus, load_stack_file(config))
+        target = ClusterTarget.for_stack(
+            base, prometheus, load_stack_file(config), stack_name(config)
+        )
     except ConfigError as err:
         raise UsageError(str(err)) from None
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from domain.run_cost import LoadGenInfo
 from loadtest.plans import Plan, PlanOptions
 from loadtest.schema import RunOptions
 from loadtest.slo import Slo
@@ -38,3 +39,5 @@ class RunSpec:
     show_live: bool = True
     run_id: str | None = None
     """``config.json``'s run id; default: the run directory's name (a pod's is not the run's)."""
+    loadgen: LoadGenInfo | None = None
+    """A cloud run's load-generator nodes (``Sizing.info()``); None where Locust runs locally."""

@@ -39,7 +39,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from domain.catalog import CapacityType
 from domain.durations import DurationError, parse_duration
+from domain.run_cost import LoadGenInfo, PlatformInfo, RunCost
 from loadtest import plans, slo
 from loadtest.workload import Endpoint, Workload
 
@@ -171,6 +173,7 @@ class RunOptions(BaseModel):
     loadgen_nodes: Literal["new", "existing"] | None = None
     loadgen_instance_type: str | None = None
     loadgen_capacity: Literal["spot", "on-demand"] | None = None
+    hourly_usd: float | None = Field(default=None, gt=0, le=1_000_000)
 
     @field_validator("plan")
     @classmethod
@@ -201,6 +204,11 @@ class RunOptions(BaseModel):
             raise _usage(
                 "--prometheus needs --config Pulumi.<stack>.yaml: the stack's model, GPU "
                 "instance and autoscaling settings say what to query and how to read it"
+            )
+        if self.hourly_usd is not None and self.url is None:
+            raise _usage(
+                "--hourly-usd prices an endpoint someone else runs: use it with --url (the "
+                "local twin is priced from its GPU instance and the price table)"
             )
         if self.url is not None and (self.gpu or (self.config and self.prometheus is None)):
             raise _usage(
@@ -391,6 +399,10 @@ class TargetBase(FileModel):
     replicas: int | None = None
     """Replicas serving at the start (a constant fleet's size when no timeline says more)."""
     gpus_per_replica: int | None = None
+    capacity_type: CapacityType | None = None
+    """The GPU nodes' capacity type (prices them; None: on-demand)."""
+    platform: PlatformInfo | None = None
+    """The platform stack it runs on or rehearses: region, NAT gateways (the run's share)."""
     autoscaling: AutoscalingInfo | None = None
     """Present for a target that scales: drives the autoscaling figures."""
 
@@ -489,8 +501,9 @@ TargetInfo = Annotated[
 """``config.json``'s ``target``, by ``kind``; a kind not listed reads as ``OtherTarget``.
 
 A new kind: a ``TargetBase`` subclass with a ``Literal`` kind (filling ``gpu``,
-``instance_type``, ``replicas``, ``gpus_per_replica`` and ``autoscaling`` where it knows them:
-cost and the autoscaling figures read those), and a tagged member here."""
+``instance_type``, ``replicas``, ``gpus_per_replica``, ``capacity_type``, ``platform`` and
+``autoscaling`` where it knows them: cost and the autoscaling figures read those), and a tagged
+member here."""
 _TARGET_KINDS = _tags(TargetInfo) - {"other"}
 
 
@@ -785,7 +798,7 @@ class RunConfig(Versioned):
     """Epoch seconds of the start: the zero of every ``t`` in the run's files."""
     started_at_iso: str = ""
     plan: PlanInfo
-    time_scale: float = 1.0
+    time_scale: float = Field(default=1.0, gt=0)
     target: TargetInfo = Field(default_factory=lambda: OtherTarget(kind="unknown"))
     model: str = ""
     workload: Workload | None = None
@@ -798,6 +811,9 @@ class RunConfig(Versioned):
     versions: Versions | None = None
     options: RunOptions | None = None
     """The flags of ``run`` (absent in files written before version 1)."""
+    loadgen: LoadGenInfo | None = None
+    """A cloud run's load-generator nodes (``loadtest.cloud.sizing.Sizing.info``): priced from
+    the load-test stack's creation to its destruction."""
 
 
 # -- summary.json ----------------------------------------------------------------------------
@@ -841,6 +857,10 @@ class Stats(FileModel):
     prompt_tokens_avg: float | None = None
     output_tokens_avg: float | None = None
     usage_missing: int = 0
+    output_tokens: int | None = None
+    """Output tokens of the successful requests (None: written before it was counted)."""
+    good_requests: int | None = None
+    """Successful requests within the SLOs' per-request limits: the goodput's count."""
     late_ms: Distribution | None = None
     """Open-loop plans: how late arrivals were sent."""
 
@@ -912,19 +932,8 @@ class CpuFigures(FileModel):
     flagged_steps: list[int] = Field(default_factory=list)
 
 
-class Cost(FileModel):
-    """What the run cost in GPU time; ``usd`` is None when the figure could not be reached.
-
-    ``basis`` says how the figure was reached (price, what was counted, what was not).
-    """
-
-    gpu: str | None = None
-    instance_type: str | None = None
-    usd_per_gpu_hour: float | None = None
-    gpu_hours: float | None = None
-    usd: float | None = None
-    time_scale: float = 1.0
-    basis: str
+Cost = RunCost
+"""``summary.json``'s ``cost``: lives in ``domain.run_cost`` so ``costs`` reads it typed too."""
 
 
 class ScaleOut(FileModel):

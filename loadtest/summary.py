@@ -77,7 +77,9 @@ def build(data: RunData) -> Summary:
         capacity=result.capacity,
         verdict=result.verdict,
         cpu=result.cpu,
-        cost=cost.estimate(config.target, timeline, window, config.time_scale, node_gpu_hours),
+        cost=cost.estimate(
+            cost.RunFiles(config, events, timeline, window, result.overall, node_gpu_hours)
+        ),
         autoscaling=autoscaling,
         target_cpu_max=max(
             (s.target_cpu for s in timeline if s.target_cpu is not None), default=None

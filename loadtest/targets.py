@@ -25,6 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, ValidationError
 
 from domain import lifeline, vllm_metrics
+from domain.catalog import CapacityType
+from domain.run_cost import PlatformInfo
 from domain.topology import FLEET_STATUS_PATH
 from domain.vllm_args import API_KEY_ENV
 from loadtest.schema import (
@@ -276,6 +278,9 @@ class FleetTarget(ProcessTarget):
         time_scale: float,
         log_path: Path | None,
         api_key: str,
+        *,
+        capacity_type: CapacityType = "on-demand",
+        platform: PlatformInfo | None = None,
     ) -> None:
         port = free_port()
         command = [
@@ -287,6 +292,8 @@ class FleetTarget(ProcessTarget):
         if not (fleet.model and fleet.gpu and fleet.instance_type):
             raise TargetError("the twin's description lacks its model, GPU or instance type")
         self.fleet = fleet
+        self.capacity_type: CapacityType = capacity_type
+        self.platform = platform
         self.model = fleet.served_name or fleet.model
         """The name requests carry: the stack's served name, as vLLM serves it."""
         self.time_scale = time_scale
@@ -307,6 +314,8 @@ class FleetTarget(ProcessTarget):
             instance_type=fleet.instance_type or "",
             replicas=fleet.min_replicas or 1,
             gpus_per_replica=fleet.gpus_per_replica or 1,
+            capacity_type=self.capacity_type,
+            platform=self.platform,
             time_scale=self.time_scale,
             autoscaling=fleet,
         )

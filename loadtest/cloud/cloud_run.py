@@ -155,14 +155,19 @@ def prepare(
             f"says {stack_config.model.served!r}: run `pulumi up` on it, or pass the file it "
             "was deployed from with --config"
         )
+    peak, seconds = plan_extent(options)
+    loadgen = loadgen_options(options)
+    try:
+        sized = loadgen.size(peak)
+    except SizingError as err:
+        raise CloudUsageError(str(err)) from None
     payload = RunPayload(
         options=options,
         workload=mix,
-        cluster=ClusterFleet.from_stack(stack_config),
+        cluster=ClusterFleet.from_stack(stack_config, ref.stack),
+        loadgen=sized.info(),
         command=command,
     )
-    peak, seconds = plan_extent(options)
-    loadgen = loadgen_options(options)
     try:
         choice = delivery.choose(
             delivery.project_version(),

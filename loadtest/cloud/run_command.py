@@ -9,7 +9,6 @@ failed pre-flight, nothing created; 130 interrupted), plus 3: the stack could no
 
 from __future__ import annotations
 
-import re
 import secrets
 import sys
 import tempfile
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from domain.stack_config import StackConfig
+from domain.stack_config import StackConfig, stack_name
 from loadtest import run_cli, run_files, workload
 from loadtest.cloud import cloud_run
 from loadtest.cloud.journal import Journal
@@ -25,8 +24,6 @@ from loadtest.cloud.orchestrator import PreflightError
 from loadtest.cloud.workspace import StackRef
 from loadtest.schema import RunOptions, Summary
 from loadtest.targets import TargetError
-
-_STACK_FILE = re.compile(r"Pulumi\.(?P<stack>[A-Za-z0-9._-]+)\.ya?ml$")
 
 
 def _clock(seconds: float) -> str:
@@ -141,8 +138,7 @@ def _rehearse(
         platform_outputs,
     )
 
-    match = _STACK_FILE.search(path.name)
-    stack_name = match.group("stack") if match else "rehearsal"
+    name = stack_name(path) or "rehearsal"
     # The twin checks a key as vLLM's --api-key does; a fresh one, never written anywhere.
     key = secrets.token_hex(24)
     try:
@@ -150,12 +146,12 @@ def _rehearse(
             None, None, path, out, api_key=key, time_scale=options.effective_time_scale
         )
         workspace = RehearsalWorkspace(
-            out, platform_outputs(stack_name, stack_config, key), twin.base_url
+            out, platform_outputs(name, stack_config, key), twin.base_url
         )
         with cloud_run.code_workdir() as code_dir:
             prepared = cloud_run.prepare(
                 options, mix, out, workspace, stack_config,
-                command=command, platform_stack=stack_name, code_dir=code_dir,
+                command=command, platform_stack=name, code_dir=code_dir,
             )  # fmt: skip
     except (run_cli.UsageError, cloud_run.CloudUsageError, TargetError) as err:
         raise run_cli.fail(str(err)) from None

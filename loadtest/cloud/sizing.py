@@ -22,6 +22,7 @@ from typing import Literal
 from domain import catalog
 from domain.catalog import CapacityType, InstanceSpec
 from domain.prices import current as current_prices
+from domain.run_cost import LoadGenInfo
 
 DEFAULT_INSTANCE_TYPE = "c7i.2xlarge"
 """Compute-optimised (a Locust worker is CPU-bound: SSE parsing and timestamps per chunk),
@@ -82,6 +83,15 @@ class Sizing:
             return 0.0
         node = current_prices().node_hour_usd(self.instance.instance_type, self.capacity_type)
         return self.nodes * node
+
+    def info(self) -> LoadGenInfo:
+        """What ``config.json`` records of the nodes (``RunConfig.loadgen``): they price the run."""
+        return LoadGenInfo(
+            nodes=self.nodes,
+            instance_type=self.instance.instance_type if self.instance else None,
+            capacity_type=self.capacity_type,
+            workers=self.workers,
+        )
 
 
 def loadgen_instance(instance_type: str) -> InstanceSpec:

@@ -246,11 +246,15 @@ def test_open_loop_counts_arrivals_and_drops(server: FixedLatencyTarget, tmp_pat
     out = tmp_path / "poisson"
     args = ["--url", server.base_url, "--model", "m", "--plan", "poisson", "--rate", "30"]
     args += ["--step-duration", "3s", "--workers", "2", "--max-tokens", "8", "--max-inflight", "1"]
-    done = run(out, *args)
+    done = run(out, *args, "--hourly-usd", "3.6")
     assert done.returncode == 0, done.stderr
     s = summary(out)
     records = lines(out / "requests.jsonl")
     assert s["steps"][0]["rate"] == 30 and s["steps"][0]["users"] is None
+    # the endpoint's own price, $3.60 an hour: a tenth of a cent per second of the step
+    step = s["steps"][0]
+    assert s["cost"]["method"] == "hourly"
+    assert s["cost"]["usd"] == pytest.approx((step["end_s"] - step["start_s"]) / 1000, abs=2e-6)
     assert all(r["late_ms"] is not None and r["ok"] for r in records)
     arrivals = s["open_loop"]
     # 30 arrivals/s against ~90 ms requests with one request allowed in flight: some must drop

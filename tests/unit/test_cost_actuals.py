@@ -1,9 +1,9 @@
 """``qwen-stress cost actuals``: Cost Explorer (moto on 127.0.0.1, or Stubbers) against a run.
 
-Run directories are the fixtures in ``tests/fixtures/runs`` (written by today's
-``qwen-stress run``: a ``--url`` run and a local twin run) with their reports rebuilt by
-``qwen-stress report``. The ``--url`` run gets today's ``summary.cost`` shape with a price, as a
-run against a stack would have, so there is an estimate to reconcile.
+Run directories are the fixtures in ``tests/fixtures/runs`` (written by ``qwen-stress run``: a
+``--url`` run and a local twin run) and the synthetic cloud run of ``tests/cloud_run.py``, with
+their reports built by ``qwen-stress report``. The cloud run's estimate has a part per billed
+resource; the reconciliation sets each against the service that bills it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from domain.hourly_cost import COMPUTE_SERVICE, EC2_OTHER_SERVICE, EKS_SERVICE
 from loadtest import summary
 from loadtest.cli import app
 from loadtest.targets import free_port
+from tests import cloud_run
 from tests.aws_fakes import FAKE_CREDENTIALS, MotoCostExplorer, cost_result, moto_server, stubbed
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "runs"
@@ -38,23 +39,33 @@ ESTIMATE: dict[str, Any] = {
     "time_scale": 1.0,
     "basis": "on-demand price; GPU time only (control plane, NAT and system nodes excluded)",
 }
-RUN_SPEND = {COMPUTE_SERVICE: 0.41, EC2_OTHER_SERVICE: 0.02}
-STACK_SPEND = {COMPUTE_SERVICE: 1.2, EKS_SERVICE: 0.1, EC2_OTHER_SERVICE: 0.05}
+"""A cost as summaries had it before parts: GPU time alone, estimated as EC2 compute."""
+RUN_SPEND = {COMPUTE_SERVICE: 0.19, EC2_OTHER_SERVICE: 0.01}
+"""Tagged with the run's id: the load-test stack (its nodes, their volumes)."""
+STACK_SPEND = {COMPUTE_SERVICE: 12.6, EKS_SERVICE: 2.4, EC2_OTHER_SERVICE: 1.1}
+"""Tagged with the dev stack's tags, whole days: the GPU and system nodes, control plane, NAT."""
 UNTAGGED = {EC2_OTHER_SERVICE: 0.07}
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Both fixture runs with their reports, built once (plotly takes a second)."""
+    """The fixture runs, the synthetic cloud run and a run whose cost predates parts, built once.
+
+    (Each report takes plotly a second.)
+    """
     out = {}
     for name in ("url-run", "twin-dev"):
         target = tmp_path_factory.mktemp("runs") / name
         shutil.copytree(FIXTURES / name, target)
         summary.write(target)
         out[name] = target
-    data = json.loads((out["url-run"] / "summary.json").read_text())
+    out["cloud-run"] = cloud_run.write(tmp_path_factory.mktemp("runs") / "cloud-run")
+    summary.write(out["cloud-run"])
+    out["old-estimate"] = tmp_path_factory.mktemp("runs") / "old-estimate"
+    shutil.copytree(out["url-run"], out["old-estimate"])
+    data = json.loads((out["old-estimate"] / "summary.json").read_text())
     data["cost"] = ESTIMATE
-    (out["url-run"] / "summary.json").write_text(json.dumps(data, indent=2))
+    (out["old-estimate"] / "summary.json").write_text(json.dumps(data, indent=2))
     return out
 
 
@@ -105,33 +116,101 @@ def _queue_all(ce: MotoCostExplorer, estimated: bool = False) -> None:
     )
 
 
-def test_final_figures_are_written_and_reconciled_in_both_reports(
+def test_each_part_is_reconciled_against_its_own_service_in_both_reports(
     ce: MotoCostExplorer, built: dict[str, Path], tmp_path: Path
 ) -> None:
-    run_dir = _run(built, tmp_path, "url-run", timedelta(days=40))
+    run_dir = _run(built, tmp_path, "cloud-run", timedelta(days=40))
+    parts = {
+        p["kind"]: p for p in json.loads((run_dir / "summary.json").read_text())["cost"]["parts"]
+    }
     _queue_all(ce)
-    done = runner.invoke(app, ["cost", "actuals", str(run_dir), "--stack", "dev"])
+    done = runner.invoke(app, ["cost", "actuals", str(run_dir)])  # the run names its stack
     assert done.exit_code == 0, done.output
     data = json.loads((run_dir / "cost-actuals.json").read_text())
     assert data["status"] == "final" and data["ask_again_after"] is None
+    assert data["stack_tags"]["filter"] == "stack=dev, project=qwen-stress"
     assert data["billed_usd"] == pytest.approx(sum(RUN_SPEND.values()) + sum(STACK_SPEND.values()))
     assert data["untagged_usd"] == pytest.approx(0.07)
     rows = {r["service"]: r for r in data["reconciliation"]}
-    compute = rows[COMPUTE_SERVICE]
-    assert (compute["estimated_usd"], compute["billed_run_usd"]) == (1.315, 0.41)
-    assert compute["billed_stack_usd"] == 1.2
-    assert compute["difference_usd"] == pytest.approx(0.41 + 1.2 - 1.315)
-    assert rows[EKS_SERVICE]["estimated_usd"] is None
+    # nodes under EC2 compute, the control plane under EKS, NAT hours under "EC2 - Other"
+    expected = {
+        COMPUTE_SERVICE: ["gpu_nodes", "loadgen_nodes"],
+        EKS_SERVICE: ["control_plane"],
+        EC2_OTHER_SERVICE: ["nat_gateways"],
+    }
+    assert {s: [p["kind"] for p in r["parts"]] for s, r in rows.items()} == expected
+    for service, kinds in expected.items():
+        row = rows[service]
+        estimated = sum(parts[k]["usd"] for k in kinds)
+        assert row["estimated_usd"] == pytest.approx(estimated)
+        assert (row["billed_run_usd"], row["billed_stack_usd"]) == (
+            RUN_SPEND.get(service, 0.0),
+            STACK_SPEND[service],
+        )
+        billed = RUN_SPEND.get(service, 0.0) + STACK_SPEND[service]
+        assert row["difference_usd"] == pytest.approx(billed - estimated)
+    assert sum(data["estimate"]["by_service"].values()) == pytest.approx(data["estimate"]["usd"])
     md = (run_dir / "report.md").read_text()
     assert md.count(reconcile.BEGIN) == 1
+    gpu, loadgen = parts["gpu_nodes"]["usd"], parts["loadgen_nodes"]["usd"]
     assert (
-        "| Amazon Elastic Compute Cloud - Compute | $1.3150 | $0.4100 | $1.2000 | $0.2950 |" in md
+        f"| Amazon Elastic Compute Cloud - Compute | GPU nodes {reconcile.usd(gpu)}, "
+        f"Load-generator nodes {reconcile.usd(loadgen)} | {reconcile.usd(gpu + loadgen)} | "
+        f"$0.1900 | $12.6000 | {reconcile.usd(12.79 - gpu - loadgen)} |" in md
     )
+    assert f"| EKS control plane {reconcile.usd(parts['control_plane']['usd'])} |" in md
+    assert "Prices: us-east-1 prices of 2026-11-28 (bundled)." in md
     assert md.index(reconcile.BEGIN) < md.index("<details><summary>Metric definitions")
     page = (run_dir / "report.html").read_text()
     assert page.count(reconcile.BEGIN) == 1
     assert page.index("Billed cost (AWS Cost Explorer)") < page.index("<h2>Metric definitions</h2>")
     assert "Status: **final**" in done.output
+
+
+def test_an_estimate_written_before_parts_is_set_against_ec2_compute(
+    ce: MotoCostExplorer, built: dict[str, Path], tmp_path: Path
+) -> None:
+    run_dir = _run(built, tmp_path, "old-estimate", timedelta(days=40))
+    _queue_all(ce)
+    done = runner.invoke(app, ["cost", "actuals", str(run_dir), "--stack", "dev", "--json"])
+    assert done.exit_code == 0, done.output
+    rows = {r["service"]: r for r in json.loads(done.output)["reconciliation"]}
+    compute = rows[COMPUTE_SERVICE]
+    assert (compute["estimated_usd"], compute["billed_run_usd"]) == (1.315, 0.19)
+    assert [p["kind"] for p in compute["parts"]] == ["gpu_nodes"]
+    assert compute["difference_usd"] == pytest.approx(0.19 + 12.6 - 1.315)
+    assert rows[EKS_SERVICE]["estimated_usd"] is None and rows[EKS_SERVICE]["parts"] == []
+
+
+def test_a_cost_actuals_file_of_the_version_before_parts_still_renders() -> None:
+    old: dict[str, Any] = {
+        "status": "final",
+        "status_text": "final figures",
+        "ask_again_after": None,
+        "window": {"start": "2026-11-30", "end_exclusive": "2026-12-01"},
+        "run_tag": {"filter": "run-id=x", "by_service": {COMPUTE_SERVICE: 0.41}},
+        "stack_tags": None,
+        "untagged": {"by_service": {}},
+        "metric": "UnblendedCost",
+        "queried_at": "2026-12-30T07:18:53+00:00",
+        "estimate": {"usd": 1.315, "basis": "on-demand price", "by_service": {}},
+        "billed_usd": 0.41,
+        "untagged_usd": 0.0,
+        "reconciliation": [
+            {
+                "service": COMPUTE_SERVICE,
+                "estimated_usd": 1.315,
+                "billed_run_usd": 0.41,
+                "billed_stack_usd": None,
+                "billed_usd": 0.41,
+                "difference_usd": 0.41 - 1.315,
+            }
+        ],
+        "notes": [],
+    }
+    md = reconcile.markdown(old)
+    assert f"| {COMPUTE_SERVICE} | — | $1.3150 | $0.4100 | -$0.9050 |" in md
+    assert "Estimate basis: on-demand price." in md
 
 
 def test_asking_again_replaces_the_section_and_a_rebuilt_report_keeps_it(
@@ -184,7 +263,7 @@ def test_a_url_run_without_a_stack_says_how_to_include_it(
     ce.queue(cost_result(RUN_SPEND, estimated=False), cost_result(UNTAGGED, estimated=False))
     data = json.loads(runner.invoke(app, ["cost", "actuals", str(run_dir), "--json"]).output)
     assert data["stack_tags"] is None
-    assert data["billed_usd"] == pytest.approx(0.43)
+    assert data["billed_usd"] == pytest.approx(sum(RUN_SPEND.values()))
     assert any("--stack NAME" in n for n in data["notes"])
 
 

@@ -16,7 +16,9 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 def test_example_output_is_generated_from_the_code(name: str) -> None:
     match = re.search(rf"<!-- BEGIN {name} -->\n(.*?)\n<!-- END {name} -->", README, re.S)
     assert match, f"README.md has no {name} block"
-    expected = cost_readme.fenced(cost_readme.BLOCKS[name]())
+    expected = cost_readme.fenced(
+        cost_readme.BLOCKS[name](), cost_readme.LANGUAGES.get(name, "markdown")
+    )
     assert match.group(1) == expected, "regenerate: .venv/bin/python -m tests.cost_readme"
 
 

@@ -14,6 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from costs import report, runs
+from domain.hourly_cost import COMPUTE_SERVICE
+from domain.run_cost import money
 from loadtest.cli import app
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "runs"
@@ -47,10 +49,37 @@ def test_a_run_reads_the_way_its_files_say() -> None:
     summary = json.loads((FIXTURES / "twin-dev" / "summary.json").read_text())
     assert (twin.target, twin.stack, twin.target_kind) == ("dev (local twin)", "dev", "fleet")
     assert twin.estimated_usd == summary["cost"]["usd"]
-    tokens = summary["overall"]["output_tokens_per_s"] * summary["duration_s"] / 0.5
-    assert twin.output_tokens == pytest.approx(tokens)  # a 0.5 time scale stands for twice the plan
+    # a 0.5 time scale stands for twice the plan: twice the tokens and good requests counted
+    assert twin.output_tokens == 2 * summary["overall"]["output_tokens"]
+    assert twin.good_requests == 2 * summary["overall"]["good_requests"]
+    assert [p.kind for p in twin.estimate_parts] == ["gpu_nodes"]
+    assert twin.prices == "us-east-1 prices of 2026-11-28 (bundled)"
     url = runs.read_run(FIXTURES / "url-run")
     assert (url.target, url.stack, url.estimated_usd) == ("http://127.0.0.1:18431", None, None)
+    assert url.estimate_parts == () and url.estimate_by_service == {}
+
+
+def test_a_summary_written_before_costs_had_parts_reads_as_gpu_time_on_ec2() -> None:
+    old = runs.read_run(FIXTURES / "v0-fleet")
+    summary = json.loads((FIXTURES / "v0-fleet" / "summary.json").read_text())
+    assert "parts" not in summary["cost"] and old.estimated_usd == summary["cost"]["usd"]
+    (part,) = old.estimate_parts
+    assert (part.kind, part.quantity, part.usd_per_unit) == ("gpu_nodes", 0.0016, 0.526)
+    assert old.estimate_by_service == {COMPUTE_SERVICE: summary["cost"]["usd"]}
+    # tokens from the rate over the load, as before; good requests were not counted then
+    tokens = summary["overall"]["output_tokens_per_s"] * summary["duration_s"]
+    assert old.output_tokens == pytest.approx(tokens) and old.good_requests is None
+
+
+def test_a_cost_that_cannot_be_read_is_one_line_naming_it(tmp_path: Path) -> None:
+    run = _copy(tmp_path, "twin-dev", "broken")
+    data = json.loads((run / "summary.json").read_text())
+    data["cost"]["parts"][0]["usd"] = "a lot"
+    (run / "summary.json").write_text(json.dumps(data))
+    with pytest.raises(
+        runs.RunReadError, match=r"summary.json's cost\.parts\.0\.usd cannot be read"
+    ):
+        runs.read_run(run)
 
 
 def test_markdown_rows_sorted_by_date_with_totals_per_stack_and_month(three: list[Path]) -> None:
@@ -60,7 +89,11 @@ def test_markdown_rows_sorted_by_date_with_totals_per_stack_and_month(three: lis
     assert [r.split(" | ")[0] for r in run_rows] == ["| twin-oct", "| twin-dev", "| url-billed"]
     twin = runs.read_run(FIXTURES / "twin-dev")
     per_million = twin.estimated_usd / twin.output_tokens * 1e6  # type: ignore[operator]
-    assert f"| ≥ 4 users (11.93 req/s) | 0.0011 | $0.0006 | — | ${per_million:,.4f} |" in text
+    per_good = twin.estimated_usd / twin.good_requests  # type: ignore[operator]
+    assert (
+        f"| ≥ 4 users (11.93 req/s) | 0.0011 | $0.0006 | — | ${per_million:,.4f} | "
+        f"{money(per_good)} |" in text
+    )
     assert "| $0.5000 (estimated) |" in text  # billed, not yet final
     assert "| dev (local twin) | 2 | 0.0022 | $0.0012 | — |" in text
     assert "| 2026-10 | 1 | 0.0011 | $0.0006 | — |" in text
@@ -73,12 +106,18 @@ def test_csv_has_one_row_per_run_and_per_total_with_plain_numbers(three: list[Pa
     table = list(csv.DictReader(io.StringIO(done.output)))
     assert [r["row"] for r in table] == ["run"] * 3 + ["stack"] * 2 + ["month"] * 2
     by_key = {(r["row"], r["key"]): r for r in table}
-    assert float(by_key[("stack", "dev (local twin)")]["estimated_usd"]) == pytest.approx(0.0012)
+    twin = runs.read_run(three[0])
+    assert float(by_key[("stack", "dev (local twin)")]["estimated_usd"]) == pytest.approx(
+        2 * twin.estimated_usd  # type: ignore[operator]
+    )
+    assert float(by_key[("run", "twin-dev")]["usd_per_good_request"]) == pytest.approx(
+        twin.estimated_usd / twin.good_requests,  # type: ignore[operator]
+        rel=1e-8,
+    )
     assert by_key[("run", "url-billed")]["billed_usd"] == "0.5"
     assert by_key[("run", "url-billed")]["estimated_usd"] == ""
     month = by_key[("month", "2026-11")]
     url = runs.read_run(three[1])
-    twin = runs.read_run(three[0])
     expected = (0.5 + twin.estimated_usd) / (url.output_tokens + twin.output_tokens) * 1e6  # type: ignore[operator]
     assert float(month["usd_per_million_output_tokens"]) == pytest.approx(expected, rel=1e-5)
 

@@ -135,7 +135,8 @@ def test_reports_are_self_contained_and_say_what_happened(tmp_path: Path) -> Non
     assert "Plotly.newPlot" in page
     assert "Capacity: 50 concurrent users" in page
     assert "Worker 1 was lost" in page
-    assert "Estimated GPU cost" in page
+    assert "Estimated cost: $0.0" in page and "GPU nodes: 0.05556 GPU-hours x $1.01" in page
+    assert "Prices: us-east-1 prices of 2026-11-28 (bundled)." in page
     assert "time to first token" in page
     md = (run / run_files.REPORT_MD).read_text()
     assert "| 1 | ramp | 100 users | 50 | 90.00% |" in md
@@ -175,6 +176,11 @@ def test_an_endpoint_of_unknown_gpu_has_a_cost_object_without_a_price(tmp_path: 
     config["target"] = {"kind": "url", "url": "https://api.example.com"}
     write_json(run / run_files.CONFIG, config)
     s = summary.write(run)
-    assert s.cost.usd is None and s.cost.gpu is None
-    assert s.cost.basis == "no estimate: the target does not say which GPU serves it"
-    assert "Estimated GPU cost" not in (run / run_files.REPORT_MD).read_text()
+    assert s.cost.usd is None and s.cost.gpu is None and s.cost.parts == []
+    assert s.cost.basis == (
+        "no estimate: the endpoint does not say which GPU serves it; pass --hourly-usd with its "
+        "price per hour, or --prometheus with --config to read its GPU nodes"
+    )
+    md = (run / run_files.REPORT_MD).read_text()
+    assert "Cost: no estimate (the endpoint does not say which GPU serves it;" in md
+    assert "$0" not in md

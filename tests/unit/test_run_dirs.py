@@ -70,7 +70,15 @@ def test_a_run_directory_of_the_version_before_schemas_reads_in_full(
     assert "Not read" not in output
     new_summary = json.loads((run / run_files.SUMMARY).read_text())
     # every figure that version computed comes out the same; the new file only adds fields
+    # (the cost's total now keeps six decimals, and "no estimate" says what would give one)
+    old_cost, new_cost = old_summary.pop("cost"), new_summary.pop("cost")
     assert contains(new_summary, old_summary) == []
+    if old_cost["usd"] is None:
+        assert new_cost["usd"] is None and new_cost["basis"].startswith("no estimate: ")
+        old_cost.pop("basis")
+    else:
+        assert round(new_cost["usd"], 4) == old_cost["usd"]
+    assert contains(new_cost, {**old_cost, "usd": new_cost["usd"]}) == []
     assert new_summary["schema_version"] == SCHEMA_VERSION
     assert new_summary["unread"] == []
     new_md = (run / run_files.REPORT_MD).read_text()
@@ -121,7 +129,10 @@ def test_a_newer_schema_is_read_for_what_this_version_knows(tmp_path: Path) -> N
     # what does not depend on the target is all there
     assert contains(json.loads(s.model_dump_json(by_alias=True))["steps"], old["steps"]) == []
     assert [e.kind for e in s.events if isinstance(e, OtherEvent)] == ["node_reclaimed"]
-    assert "Estimated GPU cost" not in (run / run_files.REPORT_MD).read_text()
+    assert (
+        "Cost: no estimate (the target kind 'cloud' is not one this version knows)."
+        in (run / run_files.REPORT_MD).read_text()
+    )
 
 
 @pytest.mark.parametrize(

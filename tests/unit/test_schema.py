@@ -168,6 +168,7 @@ def test_a_summary_round_trips(tmp_path: Path) -> None:
     assert Summary.model_validate_json(text) == built
     on_disk = json.loads(text)
     assert on_disk["schema_version"] == SCHEMA_VERSION
+    # the names older readers know, and what parts, prices and per-unit figures added
     assert set(on_disk["cost"]) == {
         "gpu",
         "instance_type",
@@ -176,6 +177,14 @@ def test_a_summary_round_trips(tmp_path: Path) -> None:
         "usd",
         "time_scale",
         "basis",
+        "method",
+        "capacity_type",
+        "parts",
+        "prices",
+        "output_tokens",
+        "good_requests",
+        "usd_per_million_output_tokens",
+        "usd_per_good_request",
     }
 
 
