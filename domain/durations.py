@@ -16,6 +16,12 @@ _PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|h|m|s)")
 _BARE = re.compile(r"\d+(?:\.\d+)?|\.\d+")
 
 
+TIME_SCALES = (0.001, 1000.0)
+"""Time scales the twin's fleet and ``qwen-stress run`` accept: 0.001 runs a ten-minute cold
+start in 0.6 s, 1000 stretches a cluster second to about 17 minutes. Outside, the clock's
+arithmetic stops meaning anything (a scale of 1e-320 turns every elapsed second into infinity)."""
+
+
 class DurationError(ValueError):
     """Not a duration; the message quotes the text and shows how to write one."""
 

@@ -18,6 +18,25 @@ API_KEY_ENV = "VLLM_API_KEY"
 line is public (``ps``), an environment variable is not."""
 HF_TOKEN_ENV = "HF_TOKEN"
 
+API_KEY_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F))
+"""Visible ASCII: what an ``Authorization: Bearer`` header carries intact. Parsers strip spaces
+around a header value, clients refuse control characters (a newline would end the header), and
+other characters change on the way."""
+
+
+def api_key_problem(key: str) -> str | None:
+    """What makes ``key`` unsendable in a header, in words that never quote it; None if sendable.
+
+    A key read from a file or pasted with ``echo`` often ends with a newline: every request would
+    then fail in the client before it leaves, so the key is refused before a run starts.
+    """
+    if set(key) <= API_KEY_CHARS:
+        return None
+    if key.strip() != key:
+        return "starts or ends with a space or a line break (as `echo` or a file's last line adds)"
+    return "holds a space, a control character or a non-ASCII character"
+
+
 API_KEY_GUARDED_PREFIXES = ("/v1", "/v2", "/inference", "/cohere")
 """The only path prefixes vLLM's API key guards: everything else answers without it, including
 ``/invocations`` (SageMaker's entry to the same inference), ``/pooling``, ``/classify``,

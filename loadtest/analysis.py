@@ -50,6 +50,15 @@ class StepSpan:
     end_s: float
     users: int | None = None
     rate: float | None = None
+    users_reached: int | None = None
+    """Users running when the step ended (None: not recorded, or open loop)."""
+
+    @property
+    def load_reached(self) -> bool:
+        """False when fewer users ran than the step planned (unknown counts as reached)."""
+        if self.users is None or self.users_reached is None:
+            return True
+        return self.users_reached >= self.users
 
     @property
     def duration_s(self) -> float:
@@ -157,21 +166,26 @@ def cpu_by_step(timeline: list[TimelineSample], spans: list[StepSpan]) -> list[f
 def capacity(steps: list[StepStats]) -> Capacity:
     """The highest passing step: most users (closed loop) or most requests/s (open loop).
 
-    ``limit_found`` says whether a heavier step failed: when none did, the figure is only a
-    lower bound (the plan stopped before the service did), and reports must say so.
+    A step whose users never all ran cannot be the capacity: it showed the SLOs holding under
+    less load than its label says. ``limit_found`` says whether a heavier step failed (judged
+    by the users it reached): when none did, the figure is only a lower bound (the plan stopped
+    before the service did), and reports must say so.
     """
     levels = [s for s in steps if s.phase not in _NOT_A_LEVEL]
-    passing = [s for s in levels if s.slo_pass]
+    passing = [s for s in levels if s.slo_pass and s.load_reached]
     if not passing:
         return Capacity(
             max_users_within_slo=None,
             max_rps_within_slo=None,
             step=None,
-            limit_found=bool(levels),
+            limit_found=any(not s.slo_pass for s in levels),
         )
 
     def load(step: StepStats) -> tuple[int, float]:
-        return step.users or 0, step.rate or 0.0
+        users = step.users or 0
+        if step.users_reached is not None:
+            users = min(users, step.users_reached)
+        return users, step.rate or 0.0
 
     best = max(passing, key=lambda s: (*load(s), s.rps))
     return Capacity(
@@ -216,6 +230,8 @@ def analyze(  # noqa: PLR0917 - the run's parts, each read from its own file
                 index=span.index,
                 phase=span.phase,
                 users=span.users,
+                users_reached=span.users_reached,
+                load_reached=span.load_reached,
                 rate=span.rate,
                 start_s=round(span.start_s, 3),
                 end_s=round(span.end_s, 3),

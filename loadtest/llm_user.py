@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
 import gevent
+from gevent import GreenletExit
 from gevent.pool import Group
 from geventhttpclient._parser import HTTPParseError
 from geventhttpclient.response import HTTPConnectionClosed
@@ -24,13 +25,17 @@ from locust.user.task import LOCUST_STATE_STOPPING
 from pydantic import BaseModel, ConfigDict
 
 from loadtest.records import (
+    DETAIL_CHARS,
     REASON_BROKEN_STREAM,
+    REASON_CLIENT_ERROR,
     REASON_CONNECTION,
+    REASON_NOT_A_STREAM,
     REASON_TIMEOUT,
     RequestRecord,
     http_reason,
     refused_outright,
 )
+from loadtest.redact import Redactor
 from loadtest.streaming import StreamOutcome, read_generate, read_sse
 from loadtest.workload import RequestBuilder, Workload
 
@@ -38,6 +43,9 @@ RETRY_PAUSE_S = 1.0
 """After a failure that load does not explain (no connection, a refused request) a user waits
 this long, so a down or misconfigured target is probed, not hammered in a tight loop that
 would burn the worker's CPU and flood the records."""
+
+KILL_WAIT_S = 5.0
+"""How long a stopped arrival generator waits for its open requests to record themselves."""
 
 LATE_AFTER_MS = 50.0
 """An open-loop arrival sent later than this after its scheduled time counts as late."""
@@ -87,6 +95,8 @@ class LLMClientUser(FastHttpUser):
     abstract = True
     settings: ClassVar[UserSettings | None] = None
     sink: ClassVar[RecordSink]
+    redact: ClassVar[Redactor] = Redactor(())
+    """Applied to every failure's detail: a target may echo the request's headers, key and all."""
     wait_time = between(0, 0)
     # A request is bounded by the workload's timeout_s (one gevent timer per request). No socket
     # timeout: gevent would arm and disarm a timer around every read, once per streamed chunk.
@@ -98,6 +108,7 @@ class LLMClientUser(FastHttpUser):
         """Set the workload for every user of this class in this process."""
         cls.settings = settings
         cls.sink = sink
+        cls.redact = Redactor.from_env(settings.api_key_env)
         low, high = settings.workload.think_time_s
         cls.wait_time = between(low, high)
 
@@ -126,6 +137,7 @@ class LLMClientUser(FastHttpUser):
         deadline.start()
         outcome = StreamOutcome()
         InFlight.open[id(outcome)] = (record.start, outcome)
+        stopped: GreenletExit | None = None
         try:
             response = self.client.client.urlopen(
                 self._url, method="POST", payload=body, headers=self._headers
@@ -140,6 +152,9 @@ class LLMClientUser(FastHttpUser):
             finally:
                 stream.release()
             _fill(record, outcome)
+            if record.reason == REASON_NOT_A_STREAM:
+                kind = response.headers.get("content-type")
+                record.detail = f"{record.detail} (content-type {kind!r})"
         except gevent.Timeout as err:
             if err is not deadline:
                 raise
@@ -158,10 +173,29 @@ class LLMClientUser(FastHttpUser):
             _fail(record, REASON_TIMEOUT, f"socket timeout: {err}")
         except OSError as err:
             _fail(record, REASON_CONNECTION, f"{type(err).__name__}: {err}")
+        except GreenletExit as err:
+            # The user is being stopped (the run ended, or the step has fewer users) and the
+            # drain did not see this request answered: a hung target's requests end here, and
+            # without a record they would vanish from the report.
+            stopped = err
+            _fail(
+                record,
+                REASON_TIMEOUT,
+                f"unanswered after {_ms_since(t0) / 1000.0:.0f} s, when the run stopped the user",
+            )
+        except Exception as err:
+            # The request could not be made (an address the client cannot use, a header it
+            # will not send...): recorded and paced like a refused request, never a traceback
+            # per attempt in the worker's log.
+            _fail(record, REASON_CLIENT_ERROR, f"{type(err).__name__}: {err}")
         finally:
             deadline.close()
             del InFlight.open[id(outcome)]
+        if record.detail:
+            record.detail = self.redact.clip(record.detail, DETAIL_CHARS)
         self.sink.add(record)
+        if stopped is not None:
+            raise stopped
         self._fire(
             request_type="POST",
             name=name,
@@ -178,9 +212,10 @@ def _ms_since(t0: float) -> float:
 
 
 def _fail(record: RequestRecord, reason: str, detail: str) -> None:
+    # Kept whole here: ``send`` redacts the key, then cuts to ``DETAIL_CHARS``.
     record.ok = False
     record.reason = reason
-    record.detail = detail[:300]
+    record.detail = detail
 
 
 def _fill(record: RequestRecord, outcome: StreamOutcome) -> None:
@@ -260,7 +295,9 @@ class ArrivalUser(LLMClientUser):
             # Stopping gracefully: no new arrivals, let the open requests finish.
             group.join()
         finally:
-            group.kill(block=False)
+            # Killed at the end of the drain: each open request records itself as it goes
+            # (``send``), before the worker ships its last batch.
+            group.kill(block=True, timeout=KILL_WAIT_S)
             ArrivalUser._requests.remove(group)
 
     def _arrivals(self, group: Group) -> None:

@@ -48,7 +48,10 @@ class LocalRun:
 
     def run(self) -> RunOutcome:
         """Run the plan end to end; the run directory is complete when this returns."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # checked by the CLI; something changed since
+            raise RunError(f"cannot create the run directory {self.dir}: {err.strerror}") from None
         stop = self.plan.stop
         with self.plan.signals():
             try:

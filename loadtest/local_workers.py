@@ -20,7 +20,6 @@ import gevent
 from domain import lifeline
 from loadtest.llm_user import UserSettings
 from loadtest.plan_run import ExitedWorker
-from loadtest.worker import SETTINGS_ENV
 
 STOP_WAIT_S = 5.0
 
@@ -38,11 +37,7 @@ class LocalWorkers:
 
     def start(self, master_host: str, master_port: int, user_class: str) -> None:
         """Start the processes; they connect to the master at ``master_host:master_port``."""
-        env = {
-            **os.environ,
-            SETTINGS_ENV: self.settings.model_dump_json(),
-            **lifeline.child_env(),
-        }
+        env = {**os.environ, **lifeline.child_env()}
         assert self.log_dir is not None
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for i in range(self.count):
@@ -54,11 +49,22 @@ class LocalWorkers:
                 subprocess.Popen(
                     command,
                     env=env,
+                    stdin=subprocess.PIPE,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
             )
+        # On standard input, not in the environment: a workload can be megabytes. Written once
+        # every worker is starting, so a large one is read by all of them in parallel.
+        payload = self.settings.model_dump_json().encode()
+        for process in self.processes:
+            assert process.stdin is not None
+            try:
+                process.stdin.write(payload)
+                process.stdin.close()
+            except BrokenPipeError:
+                pass  # it died at start: the plan run reports its exit code and log
 
     def exited(self) -> list[ExitedWorker]:
         """Processes that ended since the last call."""

@@ -31,7 +31,7 @@ from loadtest.payload import RunPayload
 from loadtest.plan_run import ExitedWorker, PlanRun, RunError
 from loadtest.run_spec import RunSpec
 from loadtest.targets import UrlTarget, list_models
-from loadtest.worker import run_worker
+from loadtest.worker import redact_output, run_worker
 
 ALL_INTERFACES = "0.0.0.0"
 EXIT_FAILED = 1
@@ -119,6 +119,7 @@ def _linger(api: MasterApi, plan: PlanRun) -> None:
 
 def run_master(env: Mapping[str, str], payload: RunPayload, environ: Mapping[str, str]) -> int:
     """The master role: pre-flight, plan, API; the exit code of the pod."""
+    redact_output(API_KEY_ENV)  # its output is the pod's log: the key never in it
     run_dir = Path(env[contract.ENV_RUN_DIR])
     run_dir.mkdir(parents=True, exist_ok=True)
     host = environ.get(contract.ENV_BIND_HOST) or ALL_INTERFACES
@@ -174,6 +175,7 @@ def _run_plan(api: MasterApi, plan: PlanRun, target: ClusterTarget) -> int:
 
 def run_worker_pod(env: Mapping[str, str], payload: RunPayload) -> int:
     """The worker role: a Locust worker whose users load vLLM with the key from the environment."""
+    redact_output(API_KEY_ENV)
     settings = UserSettings(
         workload=payload.workload, model=env[contract.ENV_MODEL], api_key_env=API_KEY_ENV
     )

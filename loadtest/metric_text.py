@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from domain.run_cost import money
-from loadtest.schema import Analysis, OverallStats, Summary, WorkerLost
+from loadtest.plans import load_label
+from loadtest.schema import Analysis, OverallStats, StepStats, Summary, WorkerLost
 from loadtest.slo import Slo
 
 DEFINITIONS: list[tuple[str, str]] = [
@@ -51,7 +52,8 @@ def pct(value: float | None) -> str:
 
 def slo_text(slo: Slo) -> str:
     """The objectives in one line: ``success >= 99.00%, ttft mean < 1000 ms, ...``."""
-    parts = [f"success >= {pct(slo.success_rate)}"]
+    rate = slo.success_rate
+    parts = [f"success >= {pct(rate)}" if rate > 0 else "any success rate (success_rate=off)"]
     for key, limit in slo.limits_ms.items():
         metric, stat, _ = key.split("_")
         parts.append(f"{metric.upper()} {stat} < {ms(limit)}")
@@ -77,6 +79,23 @@ def _no_success(overall: OverallStats) -> str | None:
     )
 
 
+def step_load(step: StepStats) -> str:
+    """A step's load as planned, or what was reached of it: ``300 of 500 users``."""
+    if not step.load_reached and step.users_reached is not None:
+        return f"{step.users_reached} of {step.users} users"
+    return load_label(step.users, step.rate)
+
+
+_TIME_TO_START = (
+    "give the users time to start: a longer --duration or --step-duration, a higher "
+    "--spawn-rate, or more --workers"
+)
+
+
+def _short(step: StepStats) -> str:
+    return f"step {step.index} ({step.phase}) reached only {step_load(step)} before it ended"
+
+
 def headline(summary: Analysis | Summary) -> str:
     """The capacity sentence at the top of every report."""
     failed = _no_success(summary.overall)
@@ -84,6 +103,12 @@ def headline(summary: Analysis | Summary) -> str:
         return failed
     cap = summary.capacity
     if cap.step is None or cap.max_rps_within_slo is None:
+        short = [s for s in summary.steps if s.slo_pass and not s.load_reached]
+        if short:
+            return (
+                f"No step that met the SLOs reached its planned load ({_short(short[0])}): "
+                f"capacity was not measured; {_TIME_TO_START}."
+            )
         return "No load step met the SLOs: capacity is below the lowest load tried."
     at_least = "" if cap.limit_found else "at least "
     flag = _HEAVIER_LOAD.get(summary.plan, "--max-users")
@@ -179,6 +204,12 @@ def autoscaling_lines(summary: Summary) -> list[str]:
 def warnings(summary: Summary) -> list[str]:
     """What may make the numbers wrong: unread files, busy or lost workers, interruptions, drops."""
     out = [f"Not read: {line}." for line in summary.unread]
+    out += [
+        f"{_short(step).capitalize()}: its figures are for less load than planned and it "
+        f"cannot be the capacity; {_TIME_TO_START}."
+        for step in summary.steps
+        if not step.load_reached
+    ]
     cpu = summary.cpu
     if cpu.flagged_steps:
         out.append(

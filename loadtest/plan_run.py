@@ -39,6 +39,7 @@ from loadtest import live, run_files
 from loadtest.collector import Collector
 from loadtest.llm_user import ArrivalUser, LLMUser
 from loadtest.plans import Step, inflight_shares
+from loadtest.redact import Redactor
 from loadtest.run_spec import RunSpec
 from loadtest.schema import (
     EventBase,
@@ -163,6 +164,8 @@ class PlanRun:
         self.step: Step | None = None
         self.step_started = 0.0
         self.last_sample: TimelineSample | None = None
+        self.redact = Redactor.from_env(spec.api_key_env)
+        """For text the target sends back into the run's files (a poll's error)."""
         self.runner: MasterRunner | None = None
         self.signalled = False
         """A signal stopped the run (not the plan, nor a request): nobody may be waiting."""
@@ -200,8 +203,9 @@ class PlanRun:
         log.parent.mkdir(exist_ok=True)
         with log.open("a", encoding="utf-8") as f:
             f.write(f"{where} failed at {self.now_s():.1f} s\n")
-            f.writelines(traceback.format_exception(err))
-        detail = f"{type(err).__name__}: {err}"[:300]
+            # An exception may quote what the target sent: the key stays out of the log.
+            f.writelines(self.redact(line) for line in traceback.format_exception(err))
+        detail = self.redact.clip(f"{type(err).__name__}: {err}", 300)
         failure = f"the {where} failed ({detail})"
         self.error = self.error or failure  # the first failure is the cause
         self.event(RunnerFailed(t=self.t(), where=where, error=detail))
@@ -349,7 +353,7 @@ class PlanRun:
         try:
             target = self.spec.target.poll()
         except Exception as err:  # a flaky metrics endpoint must not end the run
-            target = TargetMetrics(target_poll_error=str(err)[:200])
+            target = TargetMetrics(target_poll_error=self.redact.clip(str(err), 200))
         return TimelineSample(
             t=self.t(),
             step=self.step_index,
@@ -379,6 +383,16 @@ class PlanRun:
             self.last_sample = self._sample(runner, collector)
             timeline.write(self.last_sample, exclude_none=True)
 
+    def _step_end(self, runner: MasterRunner, passed: bool | None) -> StepEnd:
+        """The step in progress ends now; with the users running, for a closed-loop step."""
+        closed = self.step is not None and self.step.rate is None
+        return StepEnd(
+            t=self.t(),
+            index=self.step_index,
+            live_pass=passed,
+            users_reached=runner.user_count if closed else None,
+        )
+
     def _drive(self, runner: MasterRunner, collector: Collector) -> None:
         spec = self.spec
         plan_steps = spec.plan.steps()
@@ -387,13 +401,17 @@ class PlanRun:
         except StopIteration:
             return
         spawn: gevent.Greenlet | None = None
+        # One clock reading ends a step and starts the next: read twice, a busy machine can
+        # pause this process between the two, and a request sent in that gap would be after
+        # one step's end yet before the next one's start.
+        boundary = self.t()
         while step is not None:
             self.step_index += 1
-            self.step, self.step_started = step, self.now_s()
-            collector.begin_step(self.step_started)
+            self.step, self.step_started = step, boundary
+            collector.begin_step(boundary)
             self.event(
                 StepStart(
-                    t=self.t(),
+                    t=boundary,
                     index=self.step_index,
                     phase=step.phase,
                     users=step.users,
@@ -406,11 +424,13 @@ class PlanRun:
             )
             spawn = self._apply(step, runner, spawn)
             if self.stop.event.wait(timeout=step.duration_s):
-                self.event(StepEnd(t=self.t(), index=self.step_index, live_pass=None))
+                self.event(self._step_end(runner, None))
                 return
             self.stop.event.wait(timeout=VERDICT_GRACE_S)
             passed = collector.step_passes(spec.slo, max(self.now_s() - self.step_started, 1e-3))
-            self.event(StepEnd(t=self.t(), index=self.step_index, live_pass=passed))
+            end = self._step_end(runner, passed)
+            self.event(end)
+            boundary = end.t
             if self.stop.event.is_set():
                 return
             try:
@@ -447,7 +467,10 @@ class PlanRun:
         error), the workers are stopped, ``finished`` is written and the files are closed.
         """
         spec = self.spec
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # checked by the CLI; something changed since
+            raise RunError(f"cannot create the run directory {self.dir}: {err.strerror}") from None
         logging.getLogger("locust").setLevel(logging.WARNING)
         self.t0 = time.time()
         run_files.write_json(self.dir / run_files.CONFIG, self._config())

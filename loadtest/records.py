@@ -21,6 +21,13 @@ REASON_CONNECTION = "connection"
 REASON_BROKEN_STREAM = "broken_stream"
 REASON_EMPTY_STREAM = "empty_stream"
 REASON_BAD_RESPONSE = "bad_response"
+REASON_NOT_A_STREAM = "not_a_stream"
+"""HTTP 200 with a body that is no stream at all: a proxy's HTML page, a JSON answer."""
+REASON_CLIENT_ERROR = "client_error"
+"""The client could not make the request (it raised before or while sending)."""
+
+DETAIL_CHARS = 300
+"""A failure's ``detail`` is cut to this many characters (after the API key is redacted)."""
 
 
 def http_reason(status: int) -> str:
@@ -32,13 +39,19 @@ _LOAD_DEPENDENT_4XX = (408, 429)
 """Client errors an overloaded server or gateway sends: request timeout, rate limit."""
 
 
+_NOT_LOAD = (REASON_CONNECTION, REASON_NOT_A_STREAM, REASON_CLIENT_ERROR)
+"""Failures that say nothing about load: no connection, no stream, a request never made."""
+
+
 def refused_outright(status: int, reason: str | None) -> bool:
-    """A failure that no change of load would fix: no connection, or the request itself refused.
+    """A failure that no change of load would fix: no connection, no stream, the request refused.
 
     A 4xx other than 408 and 429 says the request is wrong (key, model name, length); sent again
-    at once it fails again at once, so a user pauses instead of flooding target and records.
+    at once it fails again at once, so a user pauses instead of flooding target and records. The
+    same holds for a request the client could not make and for a 200 answer that is no stream
+    (a proxy's page): both come back at once, every time.
     """
-    if reason == REASON_CONNECTION:
+    if reason in _NOT_LOAD:
         return True
     return 400 <= status < 500 and status not in _LOAD_DEPENDENT_4XX
 
@@ -98,7 +111,8 @@ class RequestRecord:
     """HTTP status, 0 when no response came back."""
     reason: str | None = None
     """Failure reason (``http_<status>``, ``timeout``, ``connection``, ``broken_stream``,
-    ``empty_stream``, ``bad_response``); ``None`` on success."""
+    ``empty_stream``, ``bad_response``, ``not_a_stream``, ``client_error``); ``None`` on
+    success."""
     detail: str | None = None
     ttft_ms: float | None = None
     e2e_ms: float | None = None

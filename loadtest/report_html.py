@@ -25,9 +25,9 @@ from loadtest.metric_text import (
     ms,
     pct,
     slo_text,
+    step_load,
     warnings,
 )
-from loadtest.plans import load_label
 from loadtest.records import RequestRecord
 from loadtest.schema import Autoscaling, Distribution, StepStats, Summary, TimelineSample
 
@@ -286,7 +286,7 @@ def _table(steps: list[StepStats]) -> str:
         cells = [
             s.index,
             s.phase,
-            load_label(s.users, s.rate),
+            step_load(s),
             f"{s.start_s:.0f}-{s.end_s:.0f} s",
             s.requests,
             f"{s.failures} {reasons}".strip(),

@@ -11,9 +11,9 @@ from loadtest.metric_text import (
     ms,
     pct,
     slo_text,
+    step_load,
     warnings,
 )
-from loadtest.plans import load_label
 from loadtest.schema import Distribution, StepStats, Summary
 
 
@@ -24,7 +24,7 @@ def _stat(d: Distribution | None, name: str) -> str:
 def _row(step: StepStats) -> str:
     verdict = "pass" if step.slo_pass else "**fail**"
     return (
-        f"| {step.index} | {step.phase} | {load_label(step.users, step.rate)} | "
+        f"| {step.index} | {step.phase} | {step_load(step)} | "
         f"{step.requests} | {pct(step.success_rate)} | {step.rps:.2f} | "
         f"{step.output_tokens_per_s:.0f} | {_stat(step.ttft_ms, 'mean')} | "
         f"{_stat(step.ttft_ms, 'p99')} | {_stat(step.itl_ms, 'p50')} | "

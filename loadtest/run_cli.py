@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -16,12 +17,22 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from domain.durations import TIME_SCALES
 from domain.run_cost import PlatformInfo
 from domain.stack_config import load_stack_file, stack_name
-from domain.vllm_args import API_KEY_ENV
+from domain.vllm_args import API_KEY_ENV, api_key_problem
 from loadtest import plans, run_files, slo, workload
+from loadtest.redact import Redactor
 from loadtest.run_spec import RunSpec
-from loadtest.schema import LOCAL_TIME_SCALE, AutoscalingInfo, OptionsError, RunOptions, Summary
+from loadtest.schema import (
+    LOCAL_TIME_SCALE,
+    MAX_RATE_PER_WORKER,
+    MAX_USERS_PER_WORKER,
+    AutoscalingInfo,
+    OptionsError,
+    RunOptions,
+    Summary,
+)
 from loadtest.targets import (
     POD_METRICS_NOTE,
     FleetTarget,
@@ -56,12 +67,35 @@ def fail(message: str) -> typer.Exit:
 
 
 def out_dir(out: Path | None, plan: str) -> Path:
-    """The run directory: ``--out``, else ``runs/<timestamp>-<plan>``; never one holding files."""
+    """The run directory to create: new or empty, and creatable here (nothing is left made)."""
+    given = out is not None
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{stamp}-{plan}"
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"--out {out} already holds files; choose a new directory")
+    name = f"--out {out}" if given else f"the run directory {out} (--out's default)"
+    if out.exists():
+        if not out.is_dir():
+            raise UsageError(f"{name} is not a directory; name a new directory with --out")
+        try:
+            held = any(out.iterdir())
+        except OSError as err:
+            raise UsageError(f"{name} cannot be read ({err.strerror}); choose another") from None
+        if held:
+            raise UsageError(f"{name} already holds files; choose a new directory")
+        place = out
+    else:
+        place = next(p for p in out.absolute().parents if p.exists())
+        if not place.is_dir():
+            raise UsageError(f"{name}: {place} is a file, not a directory; choose another --out")
+    # Tried, not predicted from permission bits: root passes every access() check, and a
+    # read-only or virtual file system (/proc) refuses anyway. The trial leaves nothing behind.
+    try:
+        tempfile.TemporaryDirectory(dir=place, prefix=".qwen-stress-").cleanup()
+    except OSError as err:
+        raise UsageError(
+            f"{name}: cannot create a directory in {place} ({err.strerror}); choose a "
+            "directory you can write to"
+        ) from None
     return out
 
 
@@ -106,15 +140,16 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
     url: Annotated[
         str | None,
         typer.Option(
-            help="OpenAI-compatible endpoint to load (base URL, with or without /v1); without "
-            "it, the local autoscaling twin (an emulated vLLM fleet) is started on 127.0.0.1."
+            help="OpenAI-compatible endpoint to load (base URL, with or without /v1, not an "
+            "endpoint's own path); without it, the local autoscaling twin (an emulated vLLM "
+            "fleet) is started on 127.0.0.1."
         ),
     ] = None,
     api_key_env: Annotated[
         str | None,
         typer.Option(
-            help="Name of the environment variable holding the API key (the "
-            "key is never written anywhere)."
+            help="Name of the environment variable holding the API key (the key is never "
+            "written anywhere: echoed back by the target, it is redacted)."
         ),
     ] = None,
     model: Annotated[
@@ -143,7 +178,10 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
     ] = None,
     users: Annotated[
         int | None,
-        typer.Option(help="Fixed load: concurrent users (with --duration); the soak plan's level."),
+        typer.Option(
+            help="Fixed load: concurrent users (with --duration); the soak plan's level. "
+            f"Every user count: at most {MAX_USERS_PER_WORKER} per worker."
+        ),
     ] = None,
     spawn_rate: Annotated[float, typer.Option(help="Users started per second.")] = 50.0,
     duration: Annotated[
@@ -151,7 +189,10 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
     ] = None,
     rate: Annotated[
         str | None,
-        typer.Option(help="poisson plan: arrivals per second, one step each: R[,R2,...]."),
+        typer.Option(
+            help="poisson plan: arrivals per second, one step each: R[,R2,...] (at most "
+            f"{MAX_RATE_PER_WORKER:g} per worker)."
+        ),
     ] = None,
     step_duration: Annotated[str, typer.Option(help="How long each load step is held.")] = "2m",
     baseline_users: Annotated[
@@ -167,8 +208,8 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
     time_scale: Annotated[
         float | None,
         typer.Option(
-            help=f"Multiply every plan duration by this (default 1 with --url, "
-            f"{LOCAL_TIME_SCALE} locally)."
+            help=f"Multiply every plan duration by this, {TIME_SCALES[0]:g} to "
+            f"{TIME_SCALES[1]:g} (default 1 with --url, {LOCAL_TIME_SCALE} locally)."
         ),
     ] = None,
     workers: Annotated[
@@ -193,7 +234,8 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
         str | None,
         typer.Option(
             "--slo",
-            help="SLOs as KEY=VALUE,... e.g. success_rate=99.5%,ttft_p99_ms=1500,itl_p50_ms=off.",
+            help="SLOs as KEY=VALUE,... e.g. success_rate=99.5%,ttft_p99_ms=1500,itl_p50_ms=off "
+            "(KEY=off removes an objective, success_rate too).",
         ),
     ] = None,
     fail_on_slo: Annotated[
@@ -324,15 +366,20 @@ def _execute(spec: RunSpec) -> tuple[Summary, RunOutcome]:
     from loadtest.local_runner import LocalRun, RunError  # noqa: PLC0415
     from loadtest.summary import write  # noqa: PLC0415
 
+    redact = Redactor.from_env(spec.api_key_env)
     try:
         outcome = LocalRun(spec).run()
     except (TargetError, RunError) as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        # The message may quote the target's log or answer: no key in what is printed.
+        typer.secho(f"error: {redact(str(err))}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     if not (outcome.run_dir / run_files.CONFIG).exists():
         typer.echo("interrupted before the load started: nothing to report")
         raise typer.Exit(EXIT_INTERRUPTED)
-    summary = write(outcome.run_dir)
+    try:
+        summary = write(outcome.run_dir)
+    except run_files.RunDirError as err:
+        raise fail(str(err)) from None
     print_result(outcome.run_dir, summary)
     return summary, outcome
 
@@ -345,8 +392,19 @@ def _spec(options: RunOptions) -> RunSpec:
         .with_endpoint(options.endpoint)
     )
     key_env = options.api_key_env
-    if key_env is not None and not os.environ.get(key_env):
-        raise UsageError(f"--api-key-env {key_env}: that environment variable is not set or empty")
+    if key_env is not None:
+        key = os.environ.get(key_env)
+        if not key:
+            raise UsageError(
+                f"--api-key-env {key_env}: that environment variable is not set or empty"
+            )
+        problem = api_key_problem(key)
+        if problem is not None:
+            # Never the value: the message is printed, and may be pasted into a ticket.
+            raise UsageError(
+                f"--api-key-env {key_env}: the key in ${key_env} {problem}, which an "
+                "Authorization header cannot carry; set the variable to the key alone"
+            )
     out = out_dir(options.out, options.plan_name)
     target: Target
     model_name = options.model
@@ -451,12 +509,20 @@ def print_result(run_dir: Path, summary: Summary) -> None:
 
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `qwen-stress run`.")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace a summary.json that counts more requests or steps than the files now "
+            "give (a file went missing or lines became unreadable).",
+        ),
+    ] = False,
 ) -> None:
     """Rebuild summary.json, report.html and report.md from a run directory's files."""
     from loadtest.summary import write  # noqa: PLC0415 - plotly loads only when reporting
 
     try:
-        summary = write(run_dir)
+        summary = write(run_dir, force=force)
     except run_files.RunDirError as err:
         raise fail(str(err)) from None
     print_result(run_dir, summary)

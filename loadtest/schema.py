@@ -40,7 +40,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from domain.catalog import CapacityType
-from domain.durations import DurationError, parse_duration
+from domain.durations import TIME_SCALES, DurationError, parse_duration
 from domain.run_cost import LoadGenInfo, PlatformInfo, RunCost
 from loadtest import plans, slo
 from loadtest.workload import Endpoint, Workload
@@ -55,6 +55,13 @@ or given another meaning); a new optional field needs no new version, older read
 
 LOCAL_TIME_SCALE = 0.1
 """Local rehearsals run the plan ten times faster unless told otherwise."""
+
+MAX_USERS_PER_WORKER = 1000
+"""Concurrent users one worker process may run: each holds a connection, and a process may open
+1,024 files by default; its timing degrades well before (see ``make bench``)."""
+MAX_RATE_PER_WORKER = 1000.0
+"""Open-loop arrivals per second one worker process may be asked for: one core sends about a
+thousand requests a second at most, and an arrival loop that falls behind never yields."""
 
 _USAGE = "usage"
 """Error type of a validator whose message is already a whole sentence naming the flag."""
@@ -155,7 +162,7 @@ class RunOptions(BaseModel):
     step_users: int = Field(default=50, ge=1)
     max_users: int = Field(default=500, ge=1)
     soak: Seconds = Field(default=600.0, ge=0)
-    time_scale: float | None = Field(default=None, gt=0)
+    time_scale: float | None = Field(default=None, ge=TIME_SCALES[0], le=TIME_SCALES[1])
     workers: int | None = Field(default=None, ge=1, le=64)
     """None: 2 locally; in the cloud, a worker in every slot of the load-generator nodes."""
     workload: Path | None = None
@@ -215,6 +222,7 @@ class RunOptions(BaseModel):
                 "--gpu and --config describe the local target; drop them with --url (--config "
                 "goes with --prometheus, to name the stack whose cluster it reads)"
             )
+        self._within_the_workers()
         name = self.plan_name
         given = {"--users": self.users, "--duration": self.duration, "--rate": self.rate}
         for option, readers in _PLANS_OF.items():
@@ -273,6 +281,40 @@ class RunOptions(BaseModel):
                 "--loadgen-instance-type and --loadgen-capacity describe new load-generator "
                 "nodes; drop them or use --loadgen-nodes new"
             )
+
+    def _within_the_workers(self) -> None:
+        """Refuse load the workers cannot offer (a billion users would be reported as tried).
+
+        Locally the workers are 2 unless given; a cloud run without ``--workers`` sizes its
+        load-generator nodes to the plan's peak, so nothing here bounds it.
+        """
+        workers = self.workers
+        if workers is None:
+            if self.cloud:
+                return
+            workers = 2
+        most = workers * MAX_USERS_PER_WORKER
+        counts = {
+            "--users": self.users,
+            "--max-users": self.max_users,
+            "--baseline-users": self.baseline_users,
+            "--step-users": self.step_users,
+        }
+        for option, value in counts.items():
+            if value is not None and value > most:
+                raise _usage(
+                    f"{option} {value}: at most {most:,} users with --workers {workers} "
+                    f"(each worker process runs up to {MAX_USERS_PER_WORKER:,}, one connection "
+                    f"each); add --workers (up to 64) or lower {option}"
+                )
+        fastest = workers * MAX_RATE_PER_WORKER
+        for rate in self.rate or []:
+            if rate > fastest:
+                raise _usage(
+                    f"--rate {rate:g}: at most {fastest:g} requests/s with --workers "
+                    f"{workers} (one worker process sends up to {MAX_RATE_PER_WORKER:g} "
+                    "a second); add --workers (up to 64) or lower --rate"
+                )
 
     @classmethod
     def from_flags(cls, **flags: Any) -> RunOptions:
@@ -617,6 +659,10 @@ class StepEnd(EventBase):
     kind: Literal["step_end"] = "step_end"
     index: int
     live_pass: bool | None = None
+    users_reached: int | None = None
+    """Users running when it ended (closed loop; absent for open-loop steps and in files
+    written before it was recorded): a step whose users were still starting (a spawn rate too
+    slow for its length, workers too busy) offered less load than planned."""
 
 
 class WorkersReady(EventBase):
@@ -889,6 +935,12 @@ class StepStats(Stats):
     index: int
     phase: str
     users: int | None = None
+    """The users planned (closed loop)."""
+    users_reached: int | None = None
+    """The users running when the step ended (None: not recorded, or open loop)."""
+    load_reached: bool = True
+    """False: fewer users ran than planned; the figures are for less load, and the step
+    cannot be the capacity."""
     rate: float | None = None
     start_s: float
     end_s: float
@@ -906,7 +958,7 @@ class OverallStats(Stats):
 
 
 class Capacity(FileModel):
-    """The highest load that met the SLOs, and whether a heavier one failed."""
+    """The highest load that met the SLOs (and was reached), and whether a heavier one failed."""
 
     max_users_within_slo: int | None
     max_rps_within_slo: float | None

@@ -3,7 +3,7 @@
 Defaults follow the usual API health table: at least 99% of requests succeed, mean TTFT under
 1 s and p99 TTFT under 2 s. ``--slo KEY=VALUE,...`` changes or adds limits; any
 ``<metric>_<stat>_ms`` is accepted (metric: ttft, itl, tpot, e2e; stat: mean, p50, p90, p95,
-p99) and ``KEY=off`` removes a default.
+p99) and ``KEY=off`` removes an objective (``success_rate=off``: no minimum success rate).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ PER_REQUEST = ("ttft", "tpot", "e2e")
 _LIMIT_KEY = re.compile(rf"^({'|'.join(METRICS)})_({'|'.join(STATS)})_ms$")
 DEFAULT_LIMITS_MS = {"ttft_mean_ms": 1000.0, "ttft_p99_ms": 2000.0}
 DEFAULT_SUCCESS_RATE = 0.99
+_OFF = ("off", "none")
 
 
 class SloError(ValueError):
@@ -141,10 +142,12 @@ def parse(text: str | None) -> Slo:
         key = key.strip()
         if not sep or not raw.strip():
             raise SloError(f"--slo {item.strip()!r}: write KEY=VALUE, for example ttft_p99_ms=1500")
+        off = raw.strip().lower() in _OFF
         if key == "success_rate":
-            success = _rate(raw)
+            # Off: no minimum (a test of latency alone); 0 is the only rate that always holds.
+            success = 0.0 if off else _rate(raw)
         elif _LIMIT_KEY.match(key):
-            if raw.strip().lower() in ("off", "none"):
+            if off:
                 limits.pop(key, None)
             else:
                 limits[key] = _ms(key, raw)

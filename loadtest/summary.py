@@ -27,18 +27,20 @@ from loadtest.schema import (
 
 def spans(events: list[RunEvent], fallback_end_s: float) -> list[analysis.StepSpan]:
     """Steps as they ran, from ``events.jsonl``; a step never closed ends at ``fallback_end_s``."""
-    ends = {e.index: e.t for e in events if isinstance(e, StepEnd)}
+    ends = {e.index: e for e in events if isinstance(e, StepEnd)}
     return [
         analysis.StepSpan(
             index=e.index,
             phase=e.phase,
             start_s=e.t,
-            end_s=max(ends.get(e.index, fallback_end_s), e.t),
+            end_s=max(end.t if end else fallback_end_s, e.t),
             users=e.users,
             rate=e.rate,
+            users_reached=end.users_reached if end else None,
         )
         for e in events
         if isinstance(e, StepStart)
+        for end in [ends.get(e.index)]
     ]
 
 
@@ -126,21 +128,35 @@ def _keep_better(path: Path, new: Summary, unread: list[str]) -> None:
     raise run_files.RunDirError(
         f"{path} kept: it counts {old.overall.requests} requests in {len(old.steps)} steps, "
         f"the files now give {new.overall.requests} in {len(new.steps)}{why}; restore the "
-        f"missing files, or move {path.name} away to rebuild from what is left"
+        f"missing files, or pass --force to rebuild from what is left"
     )
 
 
-def write(run_dir: Path) -> Summary:
-    """Compute the summary and write ``summary.json``, ``report.html`` and ``report.md``."""
+def write(run_dir: Path, *, force: bool = False) -> Summary:
+    """Compute the summary and write ``summary.json``, ``report.html`` and ``report.md``.
+
+    ``force``: replace a summary that counts more than the files now give.
+    """
+    if not run_dir.is_dir():
+        what = "does not exist" if not run_dir.exists() else "is not a directory"
+        raise run_files.RunDirError(f"{run_dir} {what}: give the run directory `run` wrote")
     data = RunData.read(run_dir)
     summary = build(data)
-    _keep_better(run_dir / run_files.SUMMARY, summary, data.unread)
-    run_files.write_json(run_dir / run_files.SUMMARY, summary)
-    (run_dir / run_files.REPORT_MD).write_text(report_md.render(summary), encoding="utf-8")
-    html = report_html.render(summary, data.timeline, data.records, data.config.started_at)
-    (run_dir / run_files.REPORT_HTML).write_text(html, encoding="utf-8")
-    # A rebuilt report keeps the billed cost that `qwen-stress cost actuals` added to it.
-    actuals = runs.read_actuals(run_dir)
-    if actuals is not None:
-        reconcile.add_to_reports(run_dir, actuals)
+    if not force:
+        _keep_better(run_dir / run_files.SUMMARY, summary, data.unread)
+    try:
+        run_files.write_json(run_dir / run_files.SUMMARY, summary)
+        (run_dir / run_files.REPORT_MD).write_text(report_md.render(summary), encoding="utf-8")
+        html = report_html.render(summary, data.timeline, data.records, data.config.started_at)
+        (run_dir / run_files.REPORT_HTML).write_text(html, encoding="utf-8")
+        # A rebuilt report keeps the billed cost that `qwen-stress cost actuals` added to it.
+        actuals = runs.read_actuals(run_dir)
+        if actuals is not None:
+            reconcile.add_to_reports(run_dir, actuals)
+    except OSError as err:
+        where = err.filename or run_dir
+        raise run_files.RunDirError(
+            f"cannot write {where}: {err.strerror or err}; copy the run directory somewhere "
+            "writable and report there"
+        ) from None
     return summary

@@ -8,6 +8,7 @@ the timeline next to the client's view.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -130,11 +131,16 @@ class PrometheusPoller:
         )
 
 
+_ENDPOINT_PATHS = ("/chat/completions", "/completions", "/generate", "/models")
+"""Paths below the base URL: a URL ending in one names an endpoint, not the API."""
+
+
 def api_base(url: str) -> str:
     """The endpoint's root from what a user types, with or without ``/v1``.
 
     OpenAI clients are given the base URL with ``/v1``; the request paths here carry it
-    themselves (``/v1/chat/completions``, ``/generate``, ``/metrics``), so it is dropped.
+    themselves (``/v1/chat/completions``, ``/generate``, ``/metrics``), so it is dropped. A
+    URL that names an endpoint itself, or a port no socket has, is refused with the fix.
     """
     parts = urllib.parse.urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
@@ -148,7 +154,24 @@ def api_base(url: str) -> str:
             f"--url: put no credentials in the URL ({parts.hostname}); pass the key in an "
             "environment variable named by --api-key-env"
         )
-    path = parts.path.rstrip("/").removesuffix("/v1")
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or above 65535
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        given = parts.netloc.rpartition(":")[2]
+        raise TargetError(f"--url {url!r}: port {given} is not a port; ports run from 1 to 65535")
+    path = parts.path.rstrip("/")
+    named = next((p for p in _ENDPOINT_PATHS if path.endswith(p)), None)
+    if named is not None:
+        base = urllib.parse.urlunsplit(
+            (parts.scheme, parts.netloc, path.removesuffix(named), "", "")
+        )
+        raise TargetError(
+            f"--url {url!r} names the {named.lstrip('/')} endpoint itself; pass the base URL, "
+            f"{base} (the workload's endpoint, or --endpoint, picks the path)"
+        )
+    path = path.removesuffix("/v1")
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
@@ -184,10 +207,39 @@ class UrlTarget(Target):
         )
 
 
+MODELS_TIMEOUT_S = 5.0
+"""How long the pre-flight waits for ``/v1/models`` (vLLM answers it in milliseconds)."""
+MODELS_MAX_BYTES = 4 * 1024 * 1024
+
+
 def list_models(base_url: str, api_key: str | None) -> tuple[int, list[str]]:
-    """HTTP status and model ids of ``GET /v1/models`` (status 0: nothing answered)."""
+    """HTTP status and model ids of ``GET /v1/models`` (status 0: nothing answered).
+
+    ``TargetError`` when the address answers but is no HTTP server (a TLS port asked in plain
+    HTTP, another protocol), or accepts the connection and says nothing: a run against it
+    would only measure that, for minutes, and end with "nothing was measured".
+    """
+    url = base_url.rstrip("/") + "/v1/models"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    status, body = http_get(base_url.rstrip("/") + "/v1/models", timeout=5.0, headers=headers)
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=MODELS_TIMEOUT_S
+        ) as response:
+            status, body = int(response.status), bytes(response.read(MODELS_MAX_BYTES))
+    except urllib.error.HTTPError as err:
+        return int(err.code), []
+    except http.client.HTTPException as err:
+        raise TargetError(
+            f"{url} answered, but not in HTTP ({type(err).__name__}): check the address and "
+            "the scheme (a TLS port needs https://)"
+        ) from None
+    except TimeoutError:
+        raise TargetError(
+            f"{url} took the connection but sent no answer within {MODELS_TIMEOUT_S:g} s: "
+            "check that the address is the API's port and that the server is not stuck"
+        ) from None
+    except (OSError, ValueError):
+        return 0, []
     if status != 200:
         return status, []
     try:

@@ -1,8 +1,9 @@
 """A Locust worker process: runs the LLM users and ships their records to the master.
 
 Started as ``python -m loadtest.worker --master-host H --master-port P --user-class C`` with the
-user settings (workload, model, the *name* of the API-key variable) as JSON in
-``QWEN_STRESS_USER_SETTINGS``. Records go to the master in batches every half second over
+user settings (workload, model, the *name* of the API-key variable) as JSON on its standard
+input: a workload of prompts can be megabytes, more than one environment variable or argument
+may hold (128 KiB on Linux). Records go to the master in batches every half second over
 Locust's custom messages, with this process's CPU use and open requests, so the master can
 write ``requests.jsonl`` as the run goes and flag a worker too busy to measure well.
 
@@ -15,8 +16,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
-from typing import Any
+from typing import Any, TextIO, cast
 
 import gevent
 from locust import runners
@@ -26,8 +28,8 @@ from locust.runners import WorkerRunner
 from domain import lifeline
 from loadtest.llm_user import ArrivalUser, InFlight, LLMClientUser, LLMUser, UserSettings
 from loadtest.records import RecordBatch, RecordDict, RequestRecord
+from loadtest.redact import RedactingWriter, Redactor
 
-SETTINGS_ENV = "QWEN_STRESS_USER_SETTINGS"
 RECORDS_MESSAGE = "qwen_stress_records"
 RATE_MESSAGE = "qwen_stress_rate"
 FLUSH_INTERVAL_S = 0.5
@@ -122,6 +124,18 @@ def run_worker(
     return 0
 
 
+def redact_output(api_key_env: str | None) -> None:
+    """Pass this process's output through the key's redactor (its output is its log file).
+
+    Whatever a library prints (a traceback that quotes a header, say) passes the same
+    redactor as the records. A worker pod's log is no different: it calls this too.
+    """
+    redactor = Redactor.from_env(api_key_env)
+    if redactor:
+        sys.stdout = cast(TextIO, RedactingWriter(sys.stdout, redactor))
+        sys.stderr = cast(TextIO, RedactingWriter(sys.stderr, redactor))
+
+
 def main() -> None:
     """Connect to the master and serve until it says quit (a local run's worker)."""
     lifeline.hold()
@@ -130,7 +144,8 @@ def main() -> None:
     parser.add_argument("--master-port", type=int, required=True)
     parser.add_argument("--user-class", choices=sorted(USER_CLASSES), default="LLMUser")
     args = parser.parse_args()
-    settings = UserSettings.model_validate_json(os.environ[SETTINGS_ENV])
+    settings = UserSettings.model_validate_json(sys.stdin.buffer.read())
+    redact_output(settings.api_key_env)
     raise SystemExit(run_worker(settings, args.master_host, args.master_port, args.user_class))
 
 

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from domain.validation import check_order, error_lines
+from domain.yaml_input import YamlInputError, read_yaml_file
 
 Endpoint = Literal["chat", "completions", "generate"]
 
@@ -31,6 +32,14 @@ ENDPOINT_PATHS: dict[str, str] = {
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 """Unknown keys are mistakes; ``.inf`` and ``.nan`` are too (the mix is written to config.json)."""
+
+
+MAX_EXPANDED_CHARS = 4 * 1024 * 1024
+"""Characters of text a workload may hold once YAML aliases are expanded. Every worker holds the
+mix and ``config.json`` stores it: a file of a megabyte (``domain.yaml_input``) that repeats a
+long prompt through ``*alias`` references could otherwise stand for gigabytes."""
+MAX_WEIGHT = 1_000_000.0
+"""Weights are relative shares; bounded so that their sum stays a finite number."""
 
 
 class WorkloadError(ValueError):
@@ -78,7 +87,7 @@ class Task(BaseModel):
     model_config = _STRICT
 
     name: str = Field(min_length=1)
-    weight: float = Field(default=1.0, gt=0)
+    weight: float = Field(default=1.0, gt=0, le=MAX_WEIGHT)
     prompts: str | list[str] | None = None
     """A built-in prompt set's name, or a list of prompts."""
     synthetic: Synthetic | None = None
@@ -194,17 +203,44 @@ def parse(data: Any, source: str = "(inline)") -> Workload:
         raise WorkloadError(_format(source, err)) from None
 
 
+def _text_chars(data: Any, limit: int) -> int:
+    """Characters of every key and string in ``data``, counted up to ``limit + 1``."""
+    total = 0
+    stack = [data]
+    while stack and total <= limit:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            stack += item
+    return total
+
+
 def load(path: Path | None) -> Workload:
-    """Read a workload file, or the built-in default mix when ``path`` is None."""
+    """Read a workload file, or the built-in default mix when ``path`` is None.
+
+    The file is bounded (its size, UTF-8, how many values its aliases expand to: see
+    ``domain.yaml_input``), and so is the text it stands for (``MAX_EXPANDED_CHARS``).
+    """
     if path is None:
         text = resources.files("loadtest").joinpath("data", "workload.yaml").read_text("utf-8")
         return parse(yaml.safe_load(text), "(built-in default)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise WorkloadError(f"cannot read workload file {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise WorkloadError(f"workload file {path} is not valid YAML: {err}") from None
+        data = read_yaml_file(path, "workload file")
+    except YamlInputError as err:
+        raise WorkloadError(str(err)) from None
+    if data is None:
+        raise WorkloadError(
+            f"workload file {path} is empty; see the README (Workload file) for the keys"
+        )
+    if _text_chars(data, MAX_EXPANDED_CHARS) > MAX_EXPANDED_CHARS:
+        raise WorkloadError(
+            f"workload file {path} stands for more than {MAX_EXPANDED_CHARS:,} characters of "
+            f"text (its aliases repeat long values); the limit keeps every worker's copy small: "
+            "write fewer or shorter prompts, or use synthetic prompts"
+        )
     return parse(data, str(path))
 
 

@@ -33,9 +33,9 @@ from typing import Any
 
 import pytest
 
+from domain.durations import TIME_SCALES
 from twin.emulator.http_protocol import HttpLimits
 from twin.emulator.server import ReplicaServer
-from twin.fleet.fleet import TIME_SCALES
 from twin.fleet.router import Backend, Router
 
 pytestmark = pytest.mark.integration
@@ -57,6 +57,16 @@ def _alias_bomb(levels: int) -> bytes:
 
 ALIAS_BOMB = _alias_bomb(9)
 SECRET_KEY = "sk-probe-secret-4f9c"
+LONG_PROMPTS = (
+    b'p: &p "' + b"x" * 100_000 + b'"\ntasks:\n  - name: a\n    prompts: ['
+    + b", ".join([b"*p"] * 50) + b"]\n"
+)  # fmt: skip
+"""A 100 kB workload file whose aliases stand for 5 MB of prompts."""
+HUGE_WEIGHTS = b"tasks:\n" + b"".join(
+    b"  - {name: %s, prompts: en-chat, weight: 1e308}\n" % n for n in (b"a", b"b")
+)
+RUN = ("run", "--url", "http://127.0.0.1:9", "--model", "m", "--users", "1", "--duration", "1s")
+"""A run that ends in seconds if a probe is wrongly accepted (nothing listens on port 9)."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +148,60 @@ CLI_PROBES = [
              files={"s.yaml": b"config:\n  qwen-stress:tags:\n    owner: caf\xe9\n"}),
     CliProbe("run empty stack file", ("run", "--config", "{tmp}/s.yaml", "--out", "{tmp}/o"), 2,
              "stack file {tmp}/s.yaml is empty", files={"s.yaml": b""}),
+    # run: a key a header cannot carry, named by its variable and never shown
+    CliProbe("run key with a trailing newline", (*RUN, "--api-key-env", "PROBE_KEY"), 2,
+             "--api-key-env PROBE_KEY: the key in $PROBE_KEY starts or ends with a space or a "
+             "line break", env={"PROBE_KEY": SECRET_KEY + "\n"}, secret=SECRET_KEY),
+    CliProbe("run key with a trailing CR", (*RUN, "--api-key-env", "PROBE_KEY"), 2,
+             "the key in $PROBE_KEY starts or ends", env={"PROBE_KEY": SECRET_KEY + "\r"},
+             secret=SECRET_KEY),
+    CliProbe("run key with a control character", (*RUN, "--api-key-env", "PROBE_KEY"), 2,
+             "the key in $PROBE_KEY holds a space, a control character or a non-ASCII character",
+             env={"PROBE_KEY": SECRET_KEY + "\x7f"}, secret=SECRET_KEY),
+    # run: load the workers cannot offer, time scales the twin refuses
+    CliProbe("run a billion users", (*RUN[:5], "--users", "1000000000", "--duration", "5s"), 2,
+             "--users 1000000000: at most 2,000 users with --workers 2"),
+    CliProbe("run max users beyond the workers", (*RUN[:5], "--max-users", "5000"), 2,
+             "--max-users 5000: at most 2,000 users with --workers 2"),
+    CliProbe("run a million arrivals a second", (*RUN[:5], "--plan", "poisson", "--rate", "1e6"),
+             2, "--rate 1e+06: at most 2000 requests/s with --workers 2"),
+    CliProbe("run time scale above the twin's", ("run", "--time-scale", "5000"), 2,
+             f"--time-scale 5000.0: input should be less than or equal to {TIME_SCALES[1]:g}"),
+    CliProbe("run time scale below the twin's", ("run", "--time-scale", "1e-5"), 2,
+             f"--time-scale 1e-05: input should be greater than or equal to {TIME_SCALES[0]:g}"),
+    # run: the endpoint's address
+    CliProbe("run port out of range", ("run", "--url", "http://127.0.0.1:99999", *RUN[3:]), 2,
+             "--url 'http://127.0.0.1:99999': port 99999 is not a port"),
+    CliProbe("run full endpoint URL", ("run", "--url", "http://127.0.0.1:9/v1/chat/completions",
+             *RUN[3:]), 2, "names the chat/completions endpoint itself; pass the base URL, "
+             "http://127.0.0.1:9/v1"),
+    # run: a run directory that cannot be one
+    CliProbe("run out is a file", (*RUN, "--out", "{tmp}/f"), 2,
+             "--out {tmp}/f is not a directory", files={"f": b"x"}),
+    CliProbe("run out is /dev/null", (*RUN, "--out", "/dev/null"), 2,
+             "--out /dev/null is not a directory"),
+    CliProbe("run out below a file", (*RUN, "--out", "{tmp}/f/run"), 2,
+             "{tmp}/f is a file, not a directory", files={"f": b"x"}),
+    CliProbe("run out where nothing can be made", (*RUN, "--out", "/proc/qwen-stress/run"), 2,
+             "--out /proc/qwen-stress/run: cannot create a directory in /proc"),
+    # run: workload files, bounded like stack files
+    CliProbe("run workload not UTF-8", (*RUN, "--workload", "{tmp}/w.yaml"), 2,
+             "workload file {tmp}/w.yaml is not UTF-8 text (byte 0xe9 at offset 20)",
+             files={"w.yaml": b"tasks:\n  - name: caf\xe9\n    prompts: en-chat\n"}),
+    CliProbe("run empty workload", (*RUN, "--workload", "{tmp}/w.yaml"), 2,
+             "workload file {tmp}/w.yaml is empty", files={"w.yaml": b"\n"}),
+    CliProbe("run workload alias bomb", (*RUN, "--workload", "{tmp}/w.yaml"), 2,
+             "workload file {tmp}/w.yaml expands to more than 10,000 values",
+             files={"w.yaml": ALIAS_BOMB}),
+    CliProbe("run workload repeating a long prompt", (*RUN, "--workload", "{tmp}/w.yaml"), 2,
+             "workload file {tmp}/w.yaml stands for more than 4,194,304 characters",
+             files={"w.yaml": LONG_PROMPTS}),
+    CliProbe("run workload weights that overflow", (*RUN, "--workload", "{tmp}/w.yaml"), 2,
+             "tasks.1.weight: Input should be less than or equal to 1000000",
+             files={"w.yaml": HUGE_WEIGHTS}),
+    # report: what is not a run directory
+    CliProbe("report on a file", ("report", "{tmp}/f"), 2,
+             "{tmp}/f is not a directory: give the run directory", files={"f": b"{}"}),
 ]  # fmt: skip
 
 

@@ -11,14 +11,18 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
+from loadtest.records import refused_outright
 from loadtest.schema import SCHEMA_VERSION, RunConfig
 from loadtest.targets import FixedLatencyTarget, free_port
 
@@ -90,8 +94,13 @@ def test_distributed_run_against_the_local_twin(tmp_path: Path) -> None:
     first, last = s["steps"]
     assert len([r for r in records if r["start"] - t0 < first["end_s"]]) == first["requests"] > 0
     assert len([r for r in records if r["start"] - t0 >= last["start_s"]]) == last["requests"] > 0
-    starts = [e for e in lines(out / "events.jsonl") if e["kind"] == "step_start"]
+    events = lines(out / "events.jsonl")
+    starts = [e for e in events if e["kind"] == "step_start"]
     assert [round(e["t"], 3) for e in starts] == [st["start_s"] for st in s["steps"]]
+    # one step ends where the next begins: no request falls between them
+    ends = [e for e in events if e["kind"] == "step_end"]
+    assert [e["t"] for e in ends][:-1] == [e["t"] for e in starts][1:]
+    assert [e["users_reached"] for e in ends] == [3, 6]
     itl = [gap for r in records for gap in r["itl_ms"]]
     assert len(itl) == 11 * len(records)
     assert s["overall"]["itl_ms"]["p50"] > 0
@@ -263,6 +272,253 @@ def test_open_loop_counts_arrivals_and_drops(server: FixedLatencyTarget, tmp_pat
     assert "dropped" in (out / "report.md").read_text()
     # One open request in all, though two worker processes generate arrivals.
     assert _most_open(records) == 1
+
+
+class _Hostile(ThreadingHTTPServer):
+    """An endpoint on loopback that answers ``/v1/models`` and then misbehaves on purpose.
+
+    ``echo``: every request's headers come back in the answer, key and all (a 400 whose body
+    puts the key across the 300-character cut of a failure's detail, or an SSE error event
+    quoting the whole head). ``json``: a 200 that is a plain JSON answer, no stream.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, mode: str) -> None:
+        super().__init__(("127.0.0.1", 0), _HostileHandler)
+        self.mode = mode
+        self.answered = 0
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+class _HostileHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Hostile
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the test reads the run's files, not this server's log."""
+
+    def _answer(self, status: int, kind: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("content-type", kind)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._answer(200, "application/json", b'{"data": [{"id": "m"}]}')
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        server = self.server
+        server.answered += 1
+        head = f"{self.requestline}\r\n{self.headers}"
+        if server.mode == "json":
+            self._answer(200, "application/json", b'{"choices": [{"message": {"content": "hi"}}]}')
+        elif server.answered % 2:
+            # "HTTP 400: " + 278 characters + "Bearer ": the key starts 5 characters before the
+            # detail is cut at 300
+            body = "x" * 278 + self.headers.get("authorization", "") + "\n" + head
+            self._answer(400, "text/plain", body.encode())
+        else:
+            event = json.dumps({"error": {"message": "bad request", "request": head}})
+            self._answer(200, "text/event-stream", f"data: {event}\n\n".encode())
+
+
+def test_a_target_that_echoes_the_key_never_gets_it_into_a_file(tmp_path: Path) -> None:
+    key = "qsk-7Hq2vX9mLp4Rt8Wz"
+    server = _Hostile("echo")
+    out = tmp_path / "echo"
+    args = ["--url", server.url, "--api-key-env", "PROBE_KEY", "--users", "2", "--duration", "2s"]
+    try:
+        done = run(out, *args, "--workers", "1", env={"PROBE_KEY": key})
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    records = lines(out / "requests.jsonl")
+    reasons = {r["reason"] for r in records}
+    assert reasons == {"http_400", "bad_response"}, reasons
+    assert all("[redacted]" in r["detail"] for r in records if r["reason"] == "bad_response")
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert {"summary.json", "report.md", "report.html", "worker-0.log"} <= {p.name for p in files}
+    for path in files:
+        data = path.read_bytes()
+        # nor its start, left by a cut
+        assert key.encode() not in data and key[:5].encode() not in data, path
+    assert key not in done.stdout + done.stderr
+
+
+def test_a_200_that_is_no_stream_is_recorded_and_paced(tmp_path: Path) -> None:
+    server = _Hostile("json")
+    out = tmp_path / "json"
+    try:
+        done = run(out, "--url", server.url, "--users", "2", "--duration", "2s", "--workers", "1")
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    records = lines(out / "requests.jsonl")
+    assert {r["reason"] for r in records} == {"not_a_stream"}
+    assert "content-type 'application/json'" in records[0]["detail"]
+    # 2 users pausing 1 s after each: about 3 s of load is a handful each, not thousands
+    assert 2 <= len(records) == server.answered <= 16
+    assert "No request succeeded (not_a_stream" in done.stdout
+
+
+def test_a_step_whose_users_never_all_ran_is_not_the_capacity(
+    server: FixedLatencyTarget, tmp_path: Path
+) -> None:
+    out = tmp_path / "short"
+    args = ["--url", server.base_url, "--model", "m", "--users", "40", "--spawn-rate", "10"]
+    done = run(out, *args, "--duration", "2s", "--workers", "1", "--max-tokens", "4")
+    assert done.returncode == 0, done.stderr
+    (step,) = summary(out)["steps"]
+    # 40 users at 10 a second need 4 s; the step (with its verdict's grace) lasts about 3
+    assert step["slo_pass"] and not step["load_reached"] and 0 < step["users_reached"] < 40
+    assert summary(out)["capacity"]["step"] is None
+    assert "No step that met the SLOs reached its planned load" in done.stdout
+    assert f"reached only {step['users_reached']} of 40 users" in (out / "report.md").read_text()
+
+
+def test_a_workload_too_large_for_the_environment_reaches_the_workers(
+    server: FixedLatencyTarget, tmp_path: Path
+) -> None:
+    prompts = [f"prompt {i} " + "x" * 80 for i in range(2000)]
+    mix = tmp_path / "large.yaml"
+    mix.write_text(json.dumps({"tasks": [{"name": "many", "prompts": prompts}]}))
+    assert mix.stat().st_size > 128 * 1024
+    out = tmp_path / "large"
+    args = ["--url", server.base_url, "--model", "m", "--users", "1", "--duration", "1s"]
+    done = run(out, *args, "--workers", "1", "--max-tokens", "4", "--workload", str(mix))
+    assert done.returncode == 0, done.stderr
+    records = lines(out / "requests.jsonl")
+    assert records and all(r["ok"] for r in records)
+    config = json.loads((out / "config.json").read_text())
+    assert len(config["workload"]["tasks"][0]["prompts"]) == 2000
+
+
+def child(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (Locust patches the standard library for gevent)."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PROBE_KEY": "qsk-7Hq2vX9mLp4Rt8Wz"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+USER = """
+    import json, os
+    import gevent
+    from locust.env import Environment
+    from loadtest import workload
+    from loadtest.llm_user import LLMUser, UserSettings
+
+    class Sink:
+        records = []
+        def add(self, record):
+            self.records.append(record.to_json())
+
+    mix = workload.load(None).with_max_tokens(4)
+    LLMUser.configure(UserSettings(workload=mix, model="m", api_key_env="PROBE_KEY"), Sink())
+"""
+
+
+def test_an_exception_raised_while_sending_is_a_record() -> None:
+    out = child(
+        USER
+        + """
+    LLMUser.host = "http://127.0.0.1:9"
+    user = LLMUser(Environment(user_classes=[LLMUser]))
+    def refuse(*args, **kwargs):
+        raise ValueError("Port out of range 0-65535; header " + os.environ["PROBE_KEY"])
+    user.client.client.urlopen = refuse
+    user.send()
+    print(json.dumps(Sink.records))
+    """
+    )
+    (record,) = json.loads(out)
+    assert (record["ok"], record["reason"], record["status"]) == (False, "client_error", 0)
+    assert record["detail"] == "ValueError: Port out of range 0-65535; header [redacted]"
+    assert refused_outright(record["status"], record["reason"])
+
+
+def test_a_request_open_when_its_user_is_stopped_is_recorded() -> None:
+    # What happens at the end of the drain to a request a hung target never answers.
+    out = child(
+        USER
+        + """
+    from gevent.server import StreamServer
+    hung = StreamServer(("127.0.0.1", 0), lambda sock, addr: gevent.sleep(60))
+    hung.start()
+    LLMUser.host = f"http://127.0.0.1:{hung.server_port}"
+    user = LLMUser(Environment(user_classes=[LLMUser]))
+    sending = gevent.spawn(user.send)
+    gevent.sleep(1.2)
+    sending.kill()
+    print(json.dumps(Sink.records))
+    """
+    )
+    (record,) = json.loads(out)
+    assert (record["ok"], record["reason"]) == (False, "timeout")
+    assert record["detail"] == "unanswered after 1 s, when the run stopped the user"
+
+
+def test_one_instant_ends_a_step_and_starts_the_next(tmp_path: Path) -> None:
+    # A busy machine can pause the runner between two clock readings; here every reading is
+    # 7 ms after the last, so two readings at a step boundary would leave a 7 ms gap.
+    out = child(
+        f"""
+    import itertools, time
+    from pathlib import Path
+    from loadtest import plan_run, plans, run_files, slo, workload
+    from loadtest.run_spec import RunSpec
+    from loadtest.schema import RunOptions
+    from loadtest.targets import UrlTarget
+
+    clock = itertools.count(1_000_000.0, 0.007)
+    time.time = lambda: next(clock)
+    plan_run.VERDICT_GRACE_S = 0.0
+
+    class Runner:
+        user_count = target_user_count = 0
+        def start(self, users, rate):
+            self.user_count = users
+
+    class Collector:
+        def begin_step(self, start_s):
+            pass
+        def step_passes(self, slo, duration_s):
+            return True
+
+    options = plans.PlanOptions(baseline_users=1, step_users=1, max_users=3, step_duration_s=0.01)
+    spec = RunSpec(
+        out_dir=Path({str(tmp_path)!r}),
+        plan=plans.create("ramp", options),
+        plan_options=options,
+        workload=workload.load(None),
+        slo=slo.parse(None),
+        target=UrlTarget("http://127.0.0.1:9"),
+        model="m",
+        options=RunOptions(),
+    )
+    run = plan_run.PlanRun(spec, workers=None, port=0)  # the plan driver alone
+    run.t0 = time.time()
+    run.events = run_files.JsonlWriter(Path({str(tmp_path)!r}) / "events.jsonl")
+    run._drive(Runner(), Collector())
+    """
+    )
+    assert out == ""
+    events = lines(tmp_path / "events.jsonl")
+    starts = [e["t"] for e in events if e["kind"] == "step_start"]
+    ends = [e["t"] for e in events if e["kind"] == "step_end"]
+    assert len(starts) == len(ends) == 3
+    assert ends[:-1] == starts[1:]
+    assert [e.get("users_reached") for e in events if e["kind"] == "step_end"] == [1, 2, 3]
 
 
 PROBE = """

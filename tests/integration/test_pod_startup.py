@@ -9,10 +9,13 @@ hash check, the install into the pod's site directory and the installed code's o
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,8 +137,8 @@ SERVED = platform().served_model_name
 RUN_SECONDS = 4.0
 
 
-def _payload() -> RunPayload:
-    options = RunOptions(stack="dev", users=4, duration=RUN_SECONDS, workers=2, max_tokens=8)
+def _payload(seconds: float) -> RunPayload:
+    options = RunOptions(stack="dev", users=4, duration=seconds, workers=2, max_tokens=8)
     return RunPayload(
         options=options,
         workload=workload.load(None).with_max_tokens(8),
@@ -179,17 +182,20 @@ def pods(
 
     Service names resolve to 127.0.0.1, vLLM and Prometheus are the fixed-latency server (which
     has no Prometheus: the fleet fields are missing and say why), the ports are free ones, and
-    the code is the wheel the init container installed. A test may give the master's Python
-    code instead of its entrypoint (``indirect`` parametrization: a fault injected first).
+    the code is the wheel the init container installed. A test may give (``indirect``
+    parametrization) the master's Python code instead of its entrypoint (a fault injected
+    first) or the run's length in seconds.
     """
-    master_code: str | None = getattr(request, "param", None)
+    param: dict[str, Any] = getattr(request, "param", {})
+    master_code: str | None = param.get("master_code")
+    seconds: float = param.get("seconds", RUN_SECONDS)
     code = WHEEL  # installed already: only its ConfigMap is rendered, never read
     s = spec(
         code=code,
-        payload=_payload().model_dump_json(),
+        payload=_payload(seconds).model_dump_json(),
         loadgen=LoadGenOptions(nodes="existing", workers=2),
         peak_users=4,
-        plan_seconds=RUN_SECONDS,
+        plan_seconds=seconds,
     )
     objects = manifests.objects(s, lock="")
     config_maps = {m["metadata"]["name"]: m for m in objects if m["kind"] == "ConfigMap"}
@@ -248,7 +254,7 @@ def pods(
                 process.wait()
 
 
-def _follow(pods: Pods, home: Path, proxy: FaultProxy) -> Follower:
+def _follow(pods: Pods, home: Path, proxy: FaultProxy, stop: StopRequest | None = None) -> Follower:
     def gone() -> str | None:
         code = pods.master.poll()
         return None if code is None else f"the master process exited with code {code}"
@@ -264,7 +270,7 @@ def _follow(pods: Pods, home: Path, proxy: FaultProxy) -> Follower:
         startup_s=60,
         retry_s=0.2,
     )
-    follower({}, StopRequest())
+    follower({}, stop or StopRequest())
     return follower
 
 
@@ -328,7 +334,7 @@ sys.exit(main(["master"]))
 """
 
 
-@pytest.mark.parametrize("pods", [CRASHING_MASTER], indirect=True)
+@pytest.mark.parametrize("pods", [{"master_code": CRASHING_MASTER}], indirect=True)
 def test_a_crash_in_the_master_pods_plan_driver_ends_the_run_with_its_files_and_reason(
     pods: Pods, tmp_path: Path
 ) -> None:
@@ -353,3 +359,47 @@ def test_a_crash_in_the_master_pods_plan_driver_ends_the_run_with_its_files_and_
         assert (home / name).read_bytes() == (pods.run_dir / name).read_bytes(), name
     log = (pods.logs / "master.log").read_text()
     assert "the run failed: the plan driver failed (RuntimeError: injected failure)" in log
+
+
+@pytest.mark.parametrize("pods", [{"seconds": 120.0}], indirect=True)
+def test_a_stop_from_the_cli_ends_the_master_pods_run_once_with_every_record_home(
+    pods: Pods, tmp_path: Path
+) -> None:
+    """Ctrl-C at the CLI: the follower passes the stop on; asked twice, the master stops once
+    and still completes and serves its files."""
+    home = tmp_path / "home"
+    home.mkdir()
+    proxy = FaultProxy(pods.api_port)
+    stop = StopRequest()
+
+    def interrupt_once_records_are_home() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            path = home / run_files.REQUESTS
+            if path.exists() and path.read_bytes().count(b"\n") >= 10:
+                break
+            time.sleep(0.1)
+        stop.request("interrupted (Ctrl-C)")
+        # A second stop, as a second CLI or a retry after a lost answer would send it.
+        conn = http.client.HTTPConnection("127.0.0.1", pods.api_port, timeout=5)
+        conn.request("POST", "/stop")
+        assert conn.getresponse().status == 202
+        conn.close()
+
+    started = time.monotonic()
+    threading.Thread(target=interrupt_once_records_are_home, daemon=True).start()
+    try:
+        follower = _follow(pods, home, proxy, stop)
+    finally:
+        proxy.close()
+    assert time.monotonic() - started < 90  # not the 120 s the plan asked for
+    assert follower.status is not None and follower.status.error is None
+    assert [p.wait(timeout=30) for p in pods.all()] == [0, 0, 0]
+    events = [json.loads(line) for line in (home / run_files.EVENTS).read_text().splitlines()]
+    finished = [e for e in events if e["kind"] == "finished"]
+    assert len(finished) == 1 and finished[0]["interrupted"] is True
+    assert finished[0]["stop_reason"] == "stopped from the CLI (Ctrl-C or SIGTERM there)"
+    for name in (run_files.REQUESTS, run_files.TIMELINE, run_files.EVENTS):
+        assert (home / name).read_bytes() == (pods.run_dir / name).read_bytes(), name
+    records = [json.loads(line) for line in (home / run_files.REQUESTS).read_text().splitlines()]
+    assert len(records) >= 10 and all(r["ok"] for r in records)  # the users finished theirs

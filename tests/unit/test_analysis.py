@@ -202,3 +202,49 @@ def test_a_run_without_a_single_success_says_so_not_that_capacity_is_low() -> No
     )
     nothing = analysis.analyze([], spans, T0, Slo(), "fixed", [])
     assert headline(nothing) == "No request finished: nothing was measured."
+
+
+def test_a_step_that_never_reached_its_users_is_not_the_capacity() -> None:
+    # --users 500 at 50/s for 5 s: 300 users ran when the step ended, and the SLOs held
+    spans = [
+        StepSpan(0, "baseline", 0.0, 10.0, 50, users_reached=50),
+        StepSpan(1, "ramp", 10.0, 20.0, 100, users_reached=100),
+        StepSpan(2, "ramp", 20.0, 30.0, 500, users_reached=300),
+    ]
+    records = [rec(at + i * 0.1) for at in (1.0, 11.0, 21.0) for i in range(50)]
+    result = analysis.analyze(records, spans, T0, Slo(), "ramp", [])
+    assert [s.slo_pass for s in result.steps] == [True, True, True]
+    assert [(s.users, s.users_reached, s.load_reached) for s in result.steps] == [
+        (50, 50, True),
+        (100, 100, True),
+        (500, 300, False),
+    ]
+    assert (result.capacity.max_users_within_slo, result.capacity.step) == (100, 1)
+    assert headline(result).startswith("Capacity: at least 100 concurrent users")
+
+
+def test_a_run_whose_only_step_fell_short_claims_no_capacity() -> None:
+    spans = [StepSpan(0, "fixed", 0.0, 5.0, 500, users_reached=300)]
+    result = analysis.analyze(
+        [rec(1.0 + i * 0.1) for i in range(40)], spans, T0, Slo(), "fixed", []
+    )
+    assert result.steps[0].slo_pass and not result.steps[0].load_reached
+    assert result.capacity.step is None and result.capacity.max_users_within_slo is None
+    assert headline(result) == (
+        "No step that met the SLOs reached its planned load (step 0 (fixed) reached only 300 "
+        "of 500 users before it ended): capacity was not measured; give the users time to "
+        "start: a longer --duration or --step-duration, a higher --spawn-rate, or more --workers."
+    )
+
+
+def test_a_failing_step_bounds_the_capacity_by_the_load_it_reached() -> None:
+    spans = [
+        StepSpan(0, "baseline", 0.0, 10.0, 50, users_reached=50),
+        StepSpan(1, "ramp", 10.0, 20.0, 500, users_reached=40),
+    ]
+    records = [rec(1.0 + i * 0.1) for i in range(50)]
+    records += [rec(11.0 + i * 0.1, ttft=3000.0) for i in range(50)]
+    result = analysis.analyze(records, spans, T0, Slo(), "ramp", [])
+    # it failed with 40 users running: lighter than the 50 that passed, so no limit was found
+    assert result.capacity.max_users_within_slo == 50
+    assert result.capacity.limit_found is False

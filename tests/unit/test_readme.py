@@ -8,6 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from domain.autoscaling import FALLBACK_AFTER_FAILURES, FALLBACK_FAILURE_THRESHOLD
+from domain.durations import TIME_SCALES
 from domain.stack_config import StackConfig
 from domain.vllm_args import API_KEY_GUARDED_PREFIXES
 from infra import config_reference
@@ -16,7 +17,6 @@ from tests.pulumi_mocks import ROOT
 from tests.unit.conftest import example
 from twin.emulator.http_protocol import HttpLimits
 from twin.fleet import timing_reference
-from twin.fleet.fleet import TIME_SCALES
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -144,3 +144,23 @@ def test_policy_config_table_is_generated_from_the_config_files() -> None:
     assert _block("policy-configs") == reference.config_table(), (
         "regenerate it: .venv/bin/python -m policies.reference, and paste it into README.md"
     )
+
+
+def test_the_load_test_limits_and_failure_reasons_in_the_readme_are_the_code() -> None:
+    from domain import yaml_input  # noqa: PLC0415
+    from loadtest import records, schema, workload  # noqa: PLC0415
+
+    text = " ".join(README.split())
+    assert (
+        f"UTF-8 text of at most {yaml_input.MAX_FILE_BYTES // 1024**2} MiB that expands "
+        f"(through YAML aliases) to at most {yaml_input.MAX_VALUES:,} values and "
+        f"{workload.MAX_EXPANDED_CHARS // 1024**2} MiB of text; a `weight` is at most "
+        f"{workload.MAX_WEIGHT:,.0f}" in text
+    )
+    assert f"(every user count: at most {schema.MAX_USERS_PER_WORKER:,} per worker)" in text
+    assert f"one step per rate (at most {schema.MAX_RATE_PER_WORKER:,.0f} per worker)" in text
+    low, high = TIME_SCALES
+    assert f"control plane; {low:g} to {high:g} |" in text
+    reasons = text.split("Failure reasons: ", 1)[1].split(" After a ", 1)[0]
+    named = {v for k, v in vars(records).items() if k.startswith("REASON_")}
+    assert {r for r in named if f"`{r}`" not in reasons} == set()

@@ -161,7 +161,7 @@ def test_report_command(tmp_path: Path) -> None:
     assert (run / run_files.REPORT_HTML).exists()
     missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
     assert missing.exit_code == 2
-    assert "config.json is missing" in missing.output
+    assert "nope does not exist: give the run directory" in missing.output
     (run / run_files.CONFIG).write_text('{"run_id": "x", "plan": {}}')
     foreign = CliRunner().invoke(app, ["report", str(run)])
     assert foreign.exit_code == 2
@@ -184,3 +184,25 @@ def test_an_endpoint_of_unknown_gpu_has_a_cost_object_without_a_price(tmp_path: 
     md = (run / run_files.REPORT_MD).read_text()
     assert "Cost: no estimate (the endpoint does not say which GPU serves it;" in md
     assert "$0" not in md
+
+
+def test_a_step_short_of_its_users_says_so_in_every_report(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    events = (
+        (run / run_files.EVENTS)
+        .read_text()
+        .replace(
+            '"kind": "step_end", "index": 1}',
+            '"kind": "step_end", "index": 1, "users_reached": 80}',
+        )
+    )
+    (run / run_files.EVENTS).write_text(events)
+    s = summary.write(run)
+    assert [(st.users, st.users_reached, st.load_reached) for st in s.steps] == [
+        (50, None, True),
+        (100, 80, False),
+    ]
+    md = (run / run_files.REPORT_MD).read_text()
+    assert "| 1 | ramp | 80 of 100 users |" in md
+    assert "Step 1 (ramp) reached only 80 of 100 users before it ended" in md
+    assert "80 of 100 users" in (run / run_files.REPORT_HTML).read_text()

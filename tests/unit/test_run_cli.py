@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from domain.vllm_args import API_KEY_ENV
-from loadtest import run_cli
+from loadtest import run_cli, targets
 from loadtest.cli import app
 from loadtest.run_spec import RunSpec
 from loadtest.schema import LOCAL_TIME_SCALE, AutoscalingInfo, OptionsError, RunOptions
@@ -73,9 +75,15 @@ def run(*args: str) -> tuple[int, str]:
         (["--workers", "65"], "--workers 65: input should be less than or equal to 64"),
         (["--max-tokens", "0"], "--max-tokens 0: input should be greater than or equal to 1"),
         (["--max-inflight", "0"], "--max-inflight 0: input should be greater than or equal"),
-        (["--time-scale", "0"], "--time-scale 0.0: input should be greater than 0"),
+        (
+            ["--time-scale", "0"],
+            "--time-scale 0.0: input should be greater than or equal to 0.001",
+        ),
         (["--time-scale", "nan"], "--time-scale nan: input should be a finite number"),
-        (["--time-scale", "1e308"], "--time-scale 1e+308: the plan's durations come out of range"),
+        (
+            ["--time-scale", "1e308"],
+            "--time-scale 1e+308: input should be less than or equal to 1000",
+        ),
         (["--spawn-rate", "inf"], "--spawn-rate inf: input should be a finite number"),
         (["--rate", "1,x"], "--rate '1,x': write requests per second, like 2 or 1,2,4"),
         (["--soak", "-1m"], "--soak '-1m': write a duration like 30s, 2m or 1h30m"),
@@ -309,3 +317,66 @@ def test_prometheus_is_for_a_url_run_of_a_named_stack() -> None:
     code, output = run(*URL, "--prometheus", prometheus, "--config", stack)
     assert code == 2 and f"--prometheus {prometheus}: Prometheus at" in output
     assert "did not answer" in output
+
+
+def test_a_runs_folder_that_is_a_file_is_refused_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").write_text("not a folder")
+    code, output = run(*URL, "--users", "1", "--duration", "1s")
+    assert code == 2
+    assert "(--out's default): " in output and "runs is a file, not a directory" in output
+
+
+class _Silent:
+    """A TCP server on loopback that answers each connection with ``reply`` and closes it (as a
+    TLS port asked in plain HTTP does), or takes it and says nothing (``None``)."""
+
+    def __init__(self, reply: bytes | None) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.reply = reply
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+            conn.recv(65536)
+            if self.reply is not None:
+                conn.sendall(self.reply)
+                conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (None, "took the connection but sent no answer within 0.5 s"),
+        (b"\x15\x03\x03\x00\x02\x02\x46", "answered, but not in HTTP (BadStatusLine)"),
+        (b"SSH-2.0-OpenSSH_9.6\r\n", "answered, but not in HTTP (BadStatusLine)"),
+    ],
+    ids=["silent", "tls-alert", "ssh"],
+)
+@pytest.mark.parametrize("model", [[], ["--model", "m"]])
+def test_a_target_that_does_not_speak_http_is_refused_before_the_run(
+    monkeypatch: pytest.MonkeyPatch, reply: bytes | None, expected: str, model: list[str]
+) -> None:
+    monkeypatch.setattr(targets, "MODELS_TIMEOUT_S", 0.5)
+    server = _Silent(reply)
+    try:
+        code, output = run("--url", server.url, *model, "--users", "1", "--duration", "1s")
+    finally:
+        server.close()
+    assert code == 2
+    assert f"{server.url}/v1/models {expected}" in " ".join(output.split())

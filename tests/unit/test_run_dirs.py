@@ -27,9 +27,9 @@ def copy(tmp_path: Path, name: str) -> Path:
     return run
 
 
-def report(run: Path) -> tuple[int, str]:
+def report(run: Path, *flags: str) -> tuple[int, str]:
     # catch_exceptions=False: a traceback fails the test instead of hiding in the result
-    result = CliRunner().invoke(app, ["report", str(run)], catch_exceptions=False)
+    result = CliRunner().invoke(app, ["report", str(run), *flags], catch_exceptions=False)
     return result.exit_code, " ".join(result.output.split())
 
 
@@ -198,12 +198,11 @@ def test_a_summary_is_never_replaced_by_a_poorer_one(tmp_path: Path) -> None:
     assert (
         "summary.json kept: it counts 38 requests in 2 steps, the files now give 0 in 2 "
         "(requests.jsonl is missing: no request was measured); restore the missing files, or "
-        "move summary.json away to rebuild from what is left" in output
+        "pass --force to rebuild from what is left" in output
     )
     assert {name: (run / name).read_bytes() for name in kept} == kept
-    # moved away, as the message says: a report of what is left
-    (run / run_files.SUMMARY).rename(run / "summary.old.json")
-    code, output = report(run)
+    # asked for, as the message says: a report of what is left
+    code, output = report(run, "--force")
     assert code == 0
     assert "Not read: requests.jsonl is missing: no request was measured." in output
     assert summary_of(run).overall.requests == 0
@@ -228,3 +227,26 @@ def test_unreadable_lines_are_counted_not_dropped_silently(tmp_path: Path) -> No
     ]
     assert s.overall.requests == len(requests) - 2
     assert "Not read: requests.jsonl: 3 unreadable lines skipped." in output
+
+
+def test_a_run_directory_that_cannot_be_written_is_one_line_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    run = copy(tmp_path, "v0-url")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    # what a read-only directory does to the atomic write, also for root: the temporary
+    # file cannot be created
+    (run / (run_files.SUMMARY + ".tmp")).mkdir()
+    code, output = report(run)
+    assert code == 2
+    assert f"cannot write {run / run_files.SUMMARY}.tmp: Is a directory" in output
+    assert "copy the run directory somewhere writable" in output
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_a_file_given_as_the_run_directory_is_one_line(tmp_path: Path) -> None:
+    afile = tmp_path / "summary.json"
+    afile.write_text("{}")
+    code, output = report(afile)
+    assert code == 2
+    assert f"{afile} is not a directory: give the run directory `run` wrote" in output

@@ -7,9 +7,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loadtest import streaming
-from loadtest.records import REASON_BAD_RESPONSE, REASON_BROKEN_STREAM, REASON_EMPTY_STREAM
+from loadtest.records import (
+    REASON_BAD_RESPONSE,
+    REASON_BROKEN_STREAM,
+    REASON_EMPTY_STREAM,
+    REASON_NOT_A_STREAM,
+)
 
 
 class FakeStream:
@@ -149,3 +156,86 @@ def test_sse_framed_with_lf_or_crlf(clock: list[float], eol: bytes) -> None:
     assert out.first_s == pytest.approx(0.030)
     assert out.gaps_ms == pytest.approx([10.0])
     assert (out.chunks, out.prompt_tokens, out.output_tokens) == (2, 7, 3)
+
+
+CUT = b'data: {"choices":[{"delta":{"content":"a"'
+"""A content event cut mid-JSON: what the issue's probe sent, followed by a whole event."""
+
+
+@pytest.mark.parametrize("after_a_whole_one", [False, True])
+def test_an_event_cut_mid_json_is_a_broken_stream(
+    clock: list[float], after_a_whole_one: bool
+) -> None:
+    whole = b'{"choices":[{"delta":{"content":"b"}}]}'
+    lines = [b"data: " + whole + b"\n\n"] if after_a_whole_one else []
+    lines += [CUT + b"data: " + whole + b"\n\n", b"data: [DONE]\n\n"]
+    out = read(lines, clock)
+    assert out.failure == REASON_BROKEN_STREAM
+    assert out.detail is not None and out.detail.startswith("not JSON")
+
+
+SLOT_PIECES = [
+    b"a", b" ", b'"', b"\\", b"\\n", b'\\"', b"\\u00e9", b"\\u12", b"\xc3\xa9", b"\xe9",
+    b"\x01", b"}", b'"}}]}', b'"}}]}data: {"choices":[{"delta":{"content":"', b"data:",
+]  # fmt: skip
+"""What may sit where a content event's text goes: plain text, escapes (whole or cut), UTF-8
+(valid or not), control bytes, and the bytes that end the text or the event early."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(SLOT_PIECES), max_size=5).map(b"".join) | st.binary(max_size=8))
+def test_the_fast_path_accepts_nothing_a_json_parser_refuses(text: bytes) -> None:
+    # The first event is parsed and becomes the template; the second has the same bytes
+    # around another text, which is all the fast path looks at.
+    head, tail = b'{"id":"x","choices":[{"index":0,"delta":{"content":"', b'"}}]}'
+    payload = head + text + tail
+    lines = [b"data: " + head + b"a" + tail + b"\n\n", b"data: " + payload + b"\n\n"]
+    out = streaming.read_sse(FakeStream([*lines, b"data: [DONE]\n\n"], [0.0]), 0.0, chat=True)
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        assert out.failure == REASON_BROKEN_STREAM
+        return
+    assert out.failure is None
+    assert out.chunks == 1 + bool(event["choices"][0]["delta"]["content"])
+
+
+def test_content_events_are_counted_without_a_parse_each(
+    clock: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[str] = []
+    loads = json.loads
+
+    def counting(text: str) -> Any:
+        parsed.append(text)
+        return loads(text)
+
+    monkeypatch.setattr(json, "loads", counting)  # the module the reader binds at each call
+    words = ["a", "b c", "你好", "d"] * 5
+    # as vLLM writes them: compact, UTF-8 rather than \u escapes
+    events = [ROLE, *(chunk(w) for w in words), USAGE]
+    lines = [
+        b"data: " + json.dumps(e, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+        for e in events
+    ]
+    out = read([*lines, b"data: [DONE]\n\n"], clock)
+    assert out.failure is None and out.chunks == len(words)
+    # the role event, the first content event (the template) and the usage event
+    assert len(parsed) == 3
+
+
+def test_a_200_answer_without_events_is_no_stream(clock: list[float]) -> None:
+    out = read([b'{"choices": [{"message": {"content": "hi"}}]}\n'], clock)
+    assert out.failure == REASON_NOT_A_STREAM
+    assert out.detail is not None and "message" in out.detail
+    assert read([], clock).failure == REASON_NOT_A_STREAM
+
+
+@pytest.mark.parametrize(
+    "body", [b"<html><body>Sign in to the proxy</body></html>", b'{"error": {"message": "no"}}']
+)
+def test_a_generate_answer_without_text_objects_is_no_stream(
+    clock: list[float], body: bytes
+) -> None:
+    out = streaming.read_generate(PieceStream(body, clock), 100.0)
+    assert out.failure == REASON_NOT_A_STREAM

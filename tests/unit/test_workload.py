@@ -123,7 +123,7 @@ def test_workload_errors_name_the_key(document: object, expected: str) -> None:
 
 
 def test_file_errors_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(WorkloadError, match=r"cannot read workload file .*missing\.yaml"):
+    with pytest.raises(WorkloadError, match=r"workload file .*missing\.yaml: no such file"):
         workload.load(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("tasks: [\n", encoding="utf-8")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from domain.catalog import CatalogError
+from domain.durations import TIME_SCALES
 from domain.fit import FitError
 from domain.stack_config import ConfigError, load_stack_file
 from domain.topology import FLEET_STATUS_PATH
@@ -112,7 +113,7 @@ def fleet(
     """Serve an emulated vLLM fleet that autoscales like KEDA + HPA + Cluster Autoscaler."""
     # The twin loads when used, not with the CLI.
     from twin.emulator.tokens import TokenizerError  # noqa: PLC0415
-    from twin.fleet.fleet import TIME_SCALE_FIX, TIME_SCALES, Fleet  # noqa: PLC0415
+    from twin.fleet.fleet import TIME_SCALE_FIX, Fleet  # noqa: PLC0415
 
     try:
         check_serving_options(host, port, api_key, drain_timeout)

@@ -16,6 +16,7 @@ import contextlib
 import time
 from typing import Any
 
+from domain.durations import TIME_SCALES
 from domain.fleet_queries import FleetQueries
 from domain.topology import FLEET_STATUS_PATH
 from domain.validation import check_range
@@ -44,10 +45,6 @@ def _totals(stats: list[EngineStats]) -> dict[str, float]:
     }
 
 
-TIME_SCALES = (0.001, 1000.0)
-"""Time scales the fleet accepts: 0.001 runs a ten-minute cold start in 0.6 s, 1000 stretches a
-cluster second to about 17 minutes. Outside, the clock's arithmetic stops meaning
-anything (a scale of 1e-320 turns every elapsed second into infinity)."""
 TIME_SCALE_FIX = "1 runs the control plane in real time, 0.05 twenty times faster"
 
 
