@@ -176,6 +176,8 @@ class FaultProxy:
                 _reset(client)
                 continue
             upstream.settimeout(None)  # an idle keep-alive connection is no fault of the proxy's
+            for sock in (client, upstream):  # forwarded as it comes, not held for an ACK
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self.connections += 1
                 self._open += [client, upstream]

@@ -130,7 +130,7 @@ def test_a_clean_run_comes_home_whole_and_releases_the_master(rig: Rig) -> None:
 @pytest.mark.slow
 def test_connections_reset_mid_answer_lose_and_repeat_nothing(rig: Rig) -> None:
     rig.proxy.cut_every = 6000  # every connection dies after 6 kB of answers, mid-answer
-    rig.played(50, per_batch=15, pause_s=0.02)
+    rig.played(30, per_batch=25, pause_s=0.02)
     follower = rig.follower()
     follower({}, rig.stop)
     assert rig.proxy.cuts >= 10 and follower.reconnects >= 10
@@ -142,7 +142,7 @@ def test_connections_reset_mid_answer_lose_and_repeat_nothing(rig: Rig) -> None:
 
 @pytest.mark.slow
 def test_a_port_forward_down_for_a_while_is_made_again_and_resumed(rig: Rig) -> None:
-    player = rig.played(100, pause_s=0.02)
+    player = rig.played(60, pause_s=0.02)
     follower = rig.follower()
     thread = threading.Thread(target=follower, args=({}, rig.stop), daemon=True)
     thread.start()
