@@ -75,7 +75,7 @@ class TcpConnector:
 
 
 class RunFailedError(RuntimeError):
-    """The master could not run the plan (its pre-flight, workers that never connected)."""
+    """The master could not run the plan, or its runner failed mid-run (files up to then home)."""
 
 
 class _DroppedError(Exception):
@@ -200,8 +200,12 @@ class Follower:
 
     @staticmethod
     def _ended(status: MasterStatus) -> None:
-        """The run is over and home: how it ended (``RunFailedError`` if the master failed)."""
-        if status.state == "failed":
+        """The run is over and home: how it ended (``RunFailedError`` if the master failed).
+
+        A master that finished with an error (its plan driver or sampler crashed: the run was
+        cut short, its files are complete) fails the run as that crash fails a local one.
+        """
+        if status.state == "failed" or status.error:
             raise RunFailedError(status.error or "the master could not run the plan")
 
     # -- HTTP -----------------------------------------------------------------------------------

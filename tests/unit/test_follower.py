@@ -296,3 +296,13 @@ def test_a_master_that_failed_ends_the_follow_with_its_reason_after_its_files(
         rig.follower()({}, rig.stop)
     rig.assert_home_is_the_masters()
     assert rig.master.api.released.is_set()
+
+
+def test_a_master_whose_runner_crashed_mid_run_fails_the_run_after_its_files(rig: Rig) -> None:
+    rig.start_run()
+    rig.play(3)  # "finished": PlanRun closed the files after the crash
+    rig.master.api.error = "the sampler failed (KeyError: 'x')"
+    with pytest.raises(RunFailedError, match=r"the sampler failed \(KeyError: 'x'\)"):
+        rig.follower()({}, rig.stop)
+    rig.assert_home_is_the_masters()
+    assert rig.master.api.released.is_set()
