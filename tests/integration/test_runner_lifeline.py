@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +22,10 @@ from typing import Any
 import psutil
 import pytest
 
-from loadtest.targets import FixedLatencyTarget
+from domain.vllm_args import API_KEY_ENV
+from loadtest.cloud import contract
+from loadtest.targets import FixedLatencyTarget, free_port
+from tests.loadtest_specs import run_payload
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -110,3 +114,61 @@ def test_sighup_stops_a_local_run_like_ctrl_c(server: FixedLatencyTarget, tmp_pa
     assert "cut short" in (out / "report.md").read_text()
     assert len(workers) == 2
     assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+
+
+POD_PARENT = """
+import json, os, subprocess, sys, time
+from domain import lifeline
+pod = subprocess.Popen(
+    [sys.executable, "-m", "loadtest.pod", sys.argv[1]],
+    env={**json.loads(sys.argv[2]), **lifeline.child_env()},
+    start_new_session=True,  # as the rehearsal starts its pods: Ctrl-C does not reach them
+)
+print(pod.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_rehearsal_master_pod_whose_parent_is_sigkilled_stops(tmp_path: Path) -> None:
+    """A master that failed its pre-flight waits up to 10 minutes for the CLI to collect its
+    files: with the CLI gone, nobody will, and it must not wait."""
+    (tmp_path / "run.json").write_text(run_payload().model_dump_json())
+    api_port = free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        contract.ENV_RUN_ID: "r1",
+        contract.ENV_PAYLOAD: str(tmp_path / "run.json"),
+        contract.ENV_VLLM_URL: "http://127.0.0.1:9/v1",  # nothing there: the pre-flight fails
+        contract.ENV_MODEL: "Qwen/Qwen2.5-7B-Instruct-AWQ",
+        contract.ENV_MASTER_PORT: str(free_port()),
+        contract.ENV_WORKERS: "2",
+        contract.ENV_API_PORT: str(api_port),
+        contract.ENV_BIND_HOST: "127.0.0.1",
+        contract.ENV_PROMETHEUS_URL: "http://127.0.0.1:9",
+        contract.ENV_RUN_DIR: str(tmp_path / "run"),
+        API_KEY_ENV: "sk-lifeline-pod-5e2a",
+    }
+    parent = subprocess.Popen(
+        [sys.executable, "-c", POD_PARENT, "master", json.dumps(env)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    master = psutil.Process(int(parent.stdout.readline()))  # type: ignore[union-attr]
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the master answers: its pre-flight is done
+            try:
+                with socket.create_connection(("127.0.0.1", api_port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        time.sleep(1.0)
+        assert master.is_running()
+        parent.kill()
+        parent.wait()
+        killed = time.monotonic()
+        master.wait(timeout=15)
+        assert time.monotonic() - killed < 15  # not the 600 s it would wait for the CLI
+    finally:
+        if master.is_running():
+            master.kill()

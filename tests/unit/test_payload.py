@@ -7,35 +7,19 @@ from typing import Any
 
 import pytest
 
-from domain.stack_config import load_stack_file
-from loadtest import workload
-from loadtest.cloud import delivery
-from loadtest.cluster_target import ClusterFleet
 from loadtest.payload import PAYLOAD_VERSION, PayloadError, RunPayload
-from loadtest.schema import RunOptions
-
-
-def payload() -> RunPayload:
-    stack = load_stack_file(delivery.source_root() / "Pulumi.dev.yaml")
-    return RunPayload(
-        options=RunOptions(
-            stack="dev", plan="capacity", baseline_users=10, max_users=50, step_users=20
-        ),
-        workload=workload.load(None).with_max_tokens(16),
-        cluster=ClusterFleet.from_stack(stack),
-        command=["qwen-stress", "run", "--stack", "dev"],
-    )
+from tests.loadtest_specs import run_payload
 
 
 def written() -> dict[str, Any]:
     """As the pod reads it: the JSON text the ConfigMap holds, parsed."""
-    data: dict[str, Any] = json.loads(payload().model_dump_json())
+    data: dict[str, Any] = json.loads(run_payload().model_dump_json())
     return data
 
 
 def test_what_the_cli_writes_the_pod_reads_back_as_the_same_run() -> None:
     read = RunPayload.read(written())
-    assert read == payload()
+    assert read == run_payload()
     assert read.plan().name == "capacity"
     assert [s.users for s in read.plan().steps()][:2] == [10, 30]
 
