@@ -91,6 +91,9 @@ class MasterApi:
         self.chunk_bytes = chunk_bytes
         self.plan: PlanRun | None = None
         self.phase: MasterState = "preflight"
+        """What the pod says beyond the plan's own state: ``failed`` (it could not run it), or
+        ``finished`` once the run's end is settled (until then a finished plan shows as
+        ``stopping``)."""
         self.error: str | None = None
         self.workers_expected = 0
         self.released = Event()
@@ -128,8 +131,13 @@ class MasterApi:
         elapsed = 0.0
         connected = 0
         reason = ""
-        if plan is not None and self.phase not in ("failed",):
+        if plan is not None and self.phase != "failed":
             state = plan.state if plan.state != "starting" else "waiting_for_workers"
+            if state == "finished" and self.phase != "finished":
+                # The plan's files are closed, but the pod has not yet said how the run ended
+                # (a failure to start is set just after): "finished" now could be taken as a
+                # success by a follower that then stops asking.
+                state = "stopping"
             sample, elapsed, reason = plan.last_sample, plan.now_s(), plan.stop.reason
             runner = plan.runner
             if runner is not None:
@@ -149,7 +157,9 @@ class MasterApi:
             sample=sample,
             files=files,
             stop_reason=reason,
-            error=self.error,
+            # The plan's own failure (its driver or sampler crashed) is known the moment it
+            # happens; the pod's (the pre-flight, a failed start) once it has settled it.
+            error=self.error or (plan.error if plan is not None else None),
         )
 
     def _stop(self, urgent: bool) -> None:

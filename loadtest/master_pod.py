@@ -147,6 +147,8 @@ def run_master(env: Mapping[str, str], payload: RunPayload, environ: Mapping[str
                 log(f"pre-flight passed; waiting for {api.workers_expected} workers")
                 api.plan = plan
                 code = _run_plan(api, plan, target)
+                if api.phase != "failed":
+                    api.phase = "finished"  # settled: the status may say the run is over
             _linger(api, plan)
     finally:
         api.close()

@@ -187,3 +187,44 @@ def test_sizes_and_chunks_of_files_cut_mid_line(tmp_path: Path) -> None:
     document = b'{"workload": "' + b"p" * 5000 + b'"}\n'
     config.write_bytes(document)
     assert read_chunk(config, 0, limit=1024) == (document, len(document))
+
+
+class _Stop:
+    reason = "the plan finished"
+
+
+class _Plan:
+    """What the status reads of a ``PlanRun`` (the real one loads Locust: not in this process)."""
+
+    def __init__(self, state: str, error: str | None = None) -> None:
+        self.state, self.error = state, error
+        self.last_sample = None
+        self.stop = _Stop()
+        self.runner = None
+
+    def now_s(self) -> float:
+        return 12.5
+
+
+def test_a_finished_plan_is_not_over_until_the_pod_has_settled_how_it_ended(
+    master: ServedMaster,
+) -> None:
+    """Before the fix a follower could see "finished" in the instant between the plan's end
+    and the pod marking a failed start, and take the run for a success."""
+    master.api.phase = "preflight"
+    master.api.plan = _Plan("finished")
+    seen = status(master.port)
+    assert (seen.state, seen.over, seen.elapsed_s) == ("stopping", False, 12.5)
+    master.api.phase = "failed"
+    master.api.error = "only 1 of 2 Locust workers connected within 300 s"
+    assert status(master.port).state == "failed"
+    master.api.phase, master.api.error = "finished", None
+    assert status(master.port).state == "finished"
+
+
+def test_the_plans_own_failure_is_in_the_status_as_soon_as_it_happens(
+    master: ServedMaster,
+) -> None:
+    master.api.plan = _Plan("stopping", error="the sampler failed (KeyError: 'x')")
+    seen = status(master.port)
+    assert seen.state == "stopping" and seen.error == "the sampler failed (KeyError: 'x')"
