@@ -149,6 +149,11 @@ def run_master(env: Mapping[str, str], payload: RunPayload, environ: Mapping[str
                 code = _run_plan(api, plan, target)
                 if api.phase != "failed":
                     api.phase = "finished"  # settled: the status may say the run is over
+            else:
+                # Stopped (the CLI, a signal) before any load: nothing to collect, and the
+                # follower that asked must hear that the run is over, not "preflight" for ever.
+                api.phase = "finished"
+                log("stopped before the plan started")
             _linger(api, plan)
     finally:
         api.close()
