@@ -164,3 +164,30 @@ def test_the_load_test_limits_and_failure_reasons_in_the_readme_are_the_code() -
     reasons = text.split("Failure reasons: ", 1)[1].split(" After a ", 1)[0]
     named = {v for k, v in vars(records).items() if k.startswith("REASON_")}
     assert {r for r in named if f"`{r}`" not in reasons} == set()
+
+
+def _table(heading: str) -> dict[str, str]:
+    """The key -> default cells of the table under ``heading``."""
+    section = README.split(heading, 1)[1].split("\n#", 1)[0]
+    return dict(re.findall(r"^\| `(\w+)` \| ([^|]+?) \|", section, re.M))
+
+
+@pytest.mark.parametrize("section", ["model", "autoscaling"])
+def test_the_workload_tables_name_every_key_and_the_codes_defaults(section: str) -> None:
+    """These tables are written by hand beside prose: each key and plain default is the code's."""
+    field = StackConfig.model_fields[section]
+    model = field.annotation
+    assert isinstance(model, type) and issubclass(model, BaseModel)
+    rows = _table(f"### `qwen-stress:{field.alias}`")
+    keys = {sub.alias or name: sub for name, sub in model.model_fields.items()}
+    assert set(rows) == set(keys), f"qwen-stress:{section}: README and schema keys differ"
+    checked = 0
+    for key, cell in rows.items():
+        default = keys[key].default
+        if isinstance(default, (int, float, str)) and not isinstance(default, bool):
+            code = default if isinstance(default, str) else f"{default:g}"
+            assert cell.strip("`") == code, (
+                f"qwen-stress:{section}.{key}: README says {cell}, the code {default!r}"
+            )
+            checked += 1
+    assert checked >= 3, "no plain default compared: the test checks nothing"
