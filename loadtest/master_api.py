@@ -9,9 +9,10 @@ port); nothing it serves holds the API key, which the pods keep in their environ
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from gevent.event import Event
@@ -20,7 +21,9 @@ from gevent.pywsgi import WSGIServer
 from loadtest import master_protocol as proto
 from loadtest import run_files
 from loadtest.master_protocol import MasterState, MasterStatus
-from loadtest.plan_run import PlanRun
+
+if TYPE_CHECKING:  # only a type here: importing it would load Locust (and gevent's patching)
+    from loadtest.plan_run import PlanRun
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -48,14 +51,19 @@ def complete_size(path: Path) -> int:
 
 
 def read_chunk(path: Path, offset: int, limit: int = proto.CHUNK_BYTES) -> tuple[bytes, int]:
-    """Complete lines from ``offset`` (at most ``limit`` bytes, at least one line), and the size."""
+    """Complete lines from ``offset`` (at most ``limit`` bytes, at least one line), and the size.
+
+    ``config.json`` comes whole whatever its size: it is one JSON document, not lines, and the
+    follower reads it in one answer (a workload of many prompts can make it megabytes).
+    """
     size = complete_size(path)
     if size <= offset:
         return b"", size
+    whole = path.name == run_files.CONFIG
     with path.open("rb") as f:
         f.seek(offset)
-        data = f.read(min(size - offset, limit))
-    if path.name != run_files.CONFIG and len(data) < size - offset:
+        data = f.read(size - offset if whole else min(size - offset, limit))
+    if not whole and len(data) < size - offset:
         cut = data.rfind(b"\n")
         if cut < 0:  # one line longer than the limit: send it whole
             with path.open("rb") as f:
@@ -69,11 +77,23 @@ def read_chunk(path: Path, offset: int, limit: int = proto.CHUNK_BYTES) -> tuple
 class MasterApi:
     """Status, files by offset, stop and release, served while the master lives."""
 
-    def __init__(self, run_id: str, run_dir: Path, host: str, port: int) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        run_dir: Path,
+        host: str,
+        port: int,
+        *,
+        chunk_bytes: int = proto.CHUNK_BYTES,
+    ) -> None:
         self.run_id = run_id
         self.run_dir = run_dir
+        self.chunk_bytes = chunk_bytes
         self.plan: PlanRun | None = None
         self.phase: MasterState = "preflight"
+        """What the pod says beyond the plan's own state: ``failed`` (it could not run it), or
+        ``finished`` once the run's end is settled (until then a finished plan shows as
+        ``stopping``)."""
         self.error: str | None = None
         self.workers_expected = 0
         self.released = Event()
@@ -87,7 +107,15 @@ class MasterApi:
         return int(self._server.server_port)
 
     def start(self) -> None:
-        """Listen (in the background: gevent's loop serves it)."""
+        """Listen (in the background: gevent's loop serves it).
+
+        Nagle's algorithm off: the server writes an answer's headers and its body separately,
+        and with it on the body waits for the client's delayed ACK of the headers (40 ms per
+        answer on Linux, four answers a round of the follower). Accepted sockets inherit the
+        option from the listening one on Linux.
+        """
+        self._server.init_socket()
+        self._server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._server.start()
 
     def close(self) -> None:
@@ -103,8 +131,13 @@ class MasterApi:
         elapsed = 0.0
         connected = 0
         reason = ""
-        if plan is not None and self.phase not in ("failed",):
+        if plan is not None and self.phase != "failed":
             state = plan.state if plan.state != "starting" else "waiting_for_workers"
+            if state == "finished" and self.phase != "finished":
+                # The plan's files are closed, but the pod has not yet said how the run ended
+                # (a failure to start is set just after): "finished" now could be taken as a
+                # success by a follower that then stops asking.
+                state = "stopping"
             sample, elapsed, reason = plan.last_sample, plan.now_s(), plan.stop.reason
             runner = plan.runner
             if runner is not None:
@@ -124,7 +157,9 @@ class MasterApi:
             sample=sample,
             files=files,
             stop_reason=reason,
-            error=self.error,
+            # The plan's own failure (its driver or sampler crashed) is known the moment it
+            # happens; the pod's (the pre-flight, a failed start) once it has settled it.
+            error=self.error or (plan.error if plan is not None else None),
         )
 
     def _stop(self, urgent: bool) -> None:
@@ -151,17 +186,44 @@ class MasterApi:
     def _file(self, name: str, query: dict[str, list[str]], start: StartResponse) -> list[bytes]:
         if name not in proto.FILES:
             return _reply(start, 404, json.dumps({"error": f"no run file {name!r}"}).encode())
-        text = query.get("offset", ["0"])[0]
-        if not text.isdigit():
+        offset = _offset(query.get("offset", ["0"])[0])
+        if offset is None:
             return _reply(start, 400, b'{"error": "offset must be a whole number of bytes"}')
-        offset = int(text)
         path = self.run_dir / name
         if not path.exists():
             return _reply(start, 404, json.dumps({"error": f"{name} does not exist yet"}).encode())
-        data, size = read_chunk(path, offset)
+        data, size = read_chunk(path, offset, self.chunk_bytes)
         if offset > size:
             return _reply(start, 416, json.dumps({"error": f"{name} has {size} bytes"}).encode())
+        if name != run_files.CONFIG and not _starts_a_line(path, offset):
+            # An answer from mid-line would be half a record, written home as if it were whole.
+            error = f"offset {offset} of {name} is not at the start of a line"
+            return _reply(start, 400, json.dumps({"error": error}).encode())
         return _reply(start, 200, data, "application/x-ndjson")
+
+
+_MAX_OFFSET_DIGITS = 18
+"""Longer than any file's size (and short enough for ``int`` to refuse nothing)."""
+
+
+def _offset(text: str) -> int | None:
+    """A byte offset from the query, or None when it is not one.
+
+    ASCII digits only: ``str.isdigit`` also accepts superscripts and other scripts' digits,
+    some of which ``int`` refuses (a crash of the route instead of a 400).
+    """
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_OFFSET_DIGITS:
+        return None
+    return int(text)
+
+
+def _starts_a_line(path: Path, offset: int) -> bool:
+    """Whether ``offset`` is 0 or follows a newline (where the follower's offsets always are)."""
+    if offset == 0:
+        return True
+    with path.open("rb") as f:
+        f.seek(offset - 1)
+        return f.read(1) == b"\n"
 
 
 def _reply(

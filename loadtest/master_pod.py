@@ -147,6 +147,13 @@ def run_master(env: Mapping[str, str], payload: RunPayload, environ: Mapping[str
                 log(f"pre-flight passed; waiting for {api.workers_expected} workers")
                 api.plan = plan
                 code = _run_plan(api, plan, target)
+                if api.phase != "failed":
+                    api.phase = "finished"  # settled: the status may say the run is over
+            else:
+                # Stopped (the CLI, a signal) before any load: nothing to collect, and the
+                # follower that asked must hear that the run is over, not "preflight" for ever.
+                api.phase = "finished"
+                log("stopped before the plan started")
             _linger(api, plan)
     finally:
         api.close()
@@ -163,12 +170,19 @@ def _run_plan(api: MasterApi, plan: PlanRun, target: ClusterTarget) -> int:
         return EXIT_FAILED
     finally:
         target.stop()
+    if plan.error is not None:
+        # A local run exits 1 for this; the follower reads it from the status, the Job from
+        # the exit code. The files are complete all the same (``PlanRun`` closed them).
+        api.error = plan.error
+        log(f"the run failed: {plan.error}")
+        return EXIT_FAILED
     log(f"the run ended: {plan.stop.reason}")
     return 0
 
 
 def run_worker_pod(env: Mapping[str, str], payload: RunPayload) -> int:
     """The worker role: a Locust worker whose users load vLLM with the key from the environment."""
+    redact_output(API_KEY_ENV)
     settings = UserSettings(
         workload=payload.workload, model=env[contract.ENV_MODEL], api_key_env=API_KEY_ENV
     )

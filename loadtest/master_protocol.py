@@ -6,9 +6,10 @@ The master serves on ``contract.MASTER_API_PORT`` (reached by the CLI through a 
   each run file's size);
 - ``GET /files/<name>?offset=N``: the bytes of a run file from byte ``N``, ending at the last
   complete line (so a reader never takes half a record), at most ``CHUNK_BYTES`` (404 before the
-  file exists, 416 past its end). The follower keeps one offset per file
-  and asks from there, so after a dropped connection it resumes without losing or repeating a
-  byte. ``config.json`` is written once, whole, and is read from offset 0;
+  file exists, 416 past its end, 400 for an offset that is not a number or not at the start of
+  a line). The follower keeps one offset per file and asks from there, so after a dropped
+  connection it resumes without losing or repeating a byte. ``config.json`` is written once,
+  whole, and is read from offset 0 in one answer whatever its size;
 - ``POST /stop`` (graceful: the users finish their requests, the files are completed);
   ``POST /stop?urgent=1`` (the workers are ended at once);
 - ``POST /release``: the follower has every byte; the master may exit (else it keeps serving

@@ -164,6 +164,8 @@ class PlanRun:
         self.step: Step | None = None
         self.step_started = 0.0
         self.last_sample: TimelineSample | None = None
+        self.redact = Redactor.from_env(spec.api_key_env)
+        """For text the target sends back into the run's files (a poll's error)."""
         self.runner: MasterRunner | None = None
         self.signalled = False
         """A signal stopped the run (not the plan, nor a request): nobody may be waiting."""

@@ -426,13 +426,24 @@ class _FleetStatus(BaseModel):
 class FixedLatencyTarget(ProcessTarget):
     """The fixed-latency server (tests and benchmarks): known TTFT and ITL, no model."""
 
-    def __init__(self, ttft_ms: float, itl_ms: float, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        ttft_ms: float,
+        itl_ms: float,
+        log_path: Path | None = None,
+        *,
+        models: tuple[str, ...] = (),
+        api_key: str | None = None,
+    ) -> None:
         port = free_port()
         command = [
             sys.executable, "-m", "loadtest.fixed_latency_server",
             "--port", str(port), "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms),
         ]  # fmt: skip
-        super().__init__(command, port, log_path)
+        for name in models:
+            command += ["--model", name]
+        env = {"QWEN_STRESS_FIXED_SERVER_KEY": api_key} if api_key else None
+        super().__init__(command, port, log_path, env)
         self.description = f"the fixed-latency server (TTFT {ttft_ms:g} ms, ITL {itl_ms:g} ms)"
 
     def stats(self) -> dict[str, Any]:

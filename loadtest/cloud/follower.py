@@ -40,6 +40,8 @@ STARTUP_S = 600.0
 image or installs the wheel (a few minutes on fresh nodes)."""
 GONE_CONFIRM_S = 5.0
 """A master reported gone is given this long to answer once more (its last bytes)."""
+RETRY_S = 1.0
+"""Between two attempts to reach the master again."""
 
 
 class Connector(Protocol):
@@ -74,7 +76,7 @@ class TcpConnector:
 
 
 class RunFailedError(RuntimeError):
-    """The master could not run the plan (its pre-flight, workers that never connected)."""
+    """The master could not run the plan, or its runner failed mid-run (files up to then home)."""
 
 
 class _DroppedError(Exception):
@@ -96,6 +98,7 @@ class Follower:
         lost_after_s: float = LOST_AFTER_S,
         startup_s: float = STARTUP_S,
         redact: Redactor | None = None,
+        retry_s: float = RETRY_S,
     ) -> None:
         self.connector_for = connector_for
         self.run_dir = run_dir
@@ -108,6 +111,7 @@ class Follower:
         self.redact = redact or Redactor(())
         """The API key out of every byte written here (the master redacts too; this is the
         CLI's own guard, as for a local run's files)."""
+        self.retry_s = retry_s
         self.offsets: dict[str, int] = dict.fromkeys(proto.JSONL_FILES, 0)
         """Bytes of each master file already home (the next request starts there)."""
         self.config: RunConfig | None = None
@@ -140,6 +144,7 @@ class Follower:
         last_ok = time.monotonic()
         failing_since: float | None = None
         contacted = False
+        final: MasterStatus | None = None  # the run is over and home: only the release is left
         while True:
             try:
                 conn = conn or self._open(connector)
@@ -150,15 +155,18 @@ class Follower:
                     if stop.urgent:  # the stack is about to go: collect nothing more
                         return
                 status = self._status(conn)
-                got = self._pull_all(conn, status)
                 if failing_since is not None and contacted:
                     self.say("reconnected to the master; resuming where the files stopped")
+                # It answered: from now on a silence is a lost master, not a slow start, even if
+                # this round's pull breaks off.
                 last_ok, failing_since, contacted = time.monotonic(), None, True
+                got = self._pull_all(conn, status)
+                last_ok = time.monotonic()
                 if status.over and self._home(status):
+                    final = status
                     self._post(conn, proto.RELEASE_PATH)
                     conn.close()
-                    if status.state == "failed":
-                        raise RunFailedError(status.error or "the master could not run the plan")
+                    self._ended(final)
                     return
                 if got:
                     continue
@@ -170,6 +178,11 @@ class Follower:
                 if conn is not None:
                     conn.close()
                 conn = None
+                if final is not None:
+                    # Everything is home; the release's answer was lost, or the master, released,
+                    # exited before it could say so. Either way there is nothing left to fetch.
+                    self._ended(final)
+                    return
                 if stop.urgent or (stop.requested and not contacted):
                     return  # nothing came home yet, and nothing will: the destroy follows
                 now = time.monotonic()
@@ -188,7 +201,17 @@ class Follower:
                     raise MasterLostError(
                         f"the master's API has not answered for {limit:.0f} s ({err})"
                     ) from None
-                time.sleep(1.0)
+                time.sleep(self.retry_s)
+
+    @staticmethod
+    def _ended(status: MasterStatus) -> None:
+        """The run is over and home: how it ended (``RunFailedError`` if the master failed).
+
+        A master that finished with an error (its plan driver or sampler crashed: the run was
+        cut short, its files are complete) fails the run as that crash fails a local one.
+        """
+        if status.state == "failed" or status.error:
+            raise RunFailedError(status.error or "the master could not run the plan")
 
     # -- HTTP -----------------------------------------------------------------------------------
     def _open(self, connector: Connector) -> http.client.HTTPConnection:

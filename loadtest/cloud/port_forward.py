@@ -2,34 +2,59 @@
 
 No kubectl: ``kubernetes.stream.portforward`` on
 ``CoreV1Api.connect_get_namespaced_pod_portforward`` opens a websocket through the API server to
-the pod's port, and ``PortForward.socket(port)`` is a connected socket (checked against
-kubernetes 37.0.1, ``stream/ws_client.py``; the pre-flight's ``kube_probe`` uses the same call
-for vLLM). It enters the pod's network namespace through the kubelet, so the master's
-NetworkPolicy, which admits only the workers, does not stand in the way. Each ``connect`` opens
-a new forward (a dropped websocket cannot be resumed); the pod is found by its labels.
+the pod's port, and ``PortForward.socket(port)`` is a connected socket; a websocket that cannot be
+opened comes back as ``ApiException(status=0)`` (checked against kubernetes 37.0.1,
+``stream/stream.py`` and ``stream/ws_client.py``, and upstream's ``examples/pod_portforward.py``;
+the pre-flight's ``kube_probe`` uses the same call for vLLM). The API server not answering at all
+is urllib3's error, not an ``ApiException``: it too is a connection that cannot be made now. It
+enters the pod's network namespace through the kubelet, so the master's NetworkPolicy, which admits
+only the workers, does not stand in the way. Each ``connect`` opens a new forward (a dropped
+websocket cannot be resumed); the pod is found by its labels.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import portforward
+from urllib3.exceptions import HTTPError
 
 from loadtest.cloud import contract, manifests
 
 TIMEOUT_S = 15.0
 
 
-class PortForwardConnector:
-    """The master's API port (``contract.MASTER_API_PORT``) in a run's namespace."""
+def _why(err: ApiException) -> str:
+    """An API server's refusal in a few words, with what to check for the usual ones."""
+    reason = f"HTTP {err.status} {err.reason}" if err.status else str(err.reason)
+    if err.status in (401, 403):
+        reason += " (the platform stack's kubeconfig may not do this: check its access entry)"
+    return reason
 
-    def __init__(self, api: k8s.ApiClient, run_id: str, port: int = contract.MASTER_API_PORT):
-        self.api = api
+
+class PortForwardConnector:
+    """The master's API port (``contract.MASTER_API_PORT``) in a run's namespace.
+
+    ``core`` is the ``CoreV1Api`` of the platform's cluster and ``forward`` the client's
+    ``portforward`` (both replaced by fakes in the tests: there is no cluster there).
+    """
+
+    def __init__(
+        self,
+        core: k8s.CoreV1Api,
+        run_id: str,
+        port: int = contract.MASTER_API_PORT,
+        *,
+        forward: Callable[..., Any] = portforward,
+    ) -> None:
+        self.core = core
+        self.forward = forward
         self.namespace = manifests.namespace_name(run_id)
         self.selector = ",".join(
             f"{k}={v}"
@@ -44,15 +69,17 @@ class PortForwardConnector:
     def from_kubeconfig(cls, kubeconfig: str, run_id: str) -> PortForwardConnector:
         """From the platform stack's ``kubeconfig`` output (JSON text)."""
         api = k8s_config.new_client_from_config_dict(config_dict=json.loads(kubeconfig))  # type: ignore[no-untyped-call]
-        return cls(api, run_id)
+        return cls(k8s.CoreV1Api(api), run_id)
 
     def _pods(self) -> list[Any]:
         try:
-            found = k8s.CoreV1Api(self.api).list_namespaced_pod(
+            found = self.core.list_namespaced_pod(
                 self.namespace, label_selector=self.selector, _request_timeout=TIMEOUT_S
             )
         except ApiException as err:
-            raise OSError(f"listing the master pod in {self.namespace}: {err.reason}") from None
+            raise OSError(f"listing the master pod in {self.namespace}: {_why(err)}") from None
+        except HTTPError as err:  # the API server did not answer: the network, not the master
+            raise OSError(f"the cluster's API server did not answer: {err}") from None
         return list(found.items)
 
     def connect(self) -> socket.socket:
@@ -65,14 +92,14 @@ class PortForwardConnector:
             raise OSError(f"no running master pod in {self.namespace} yet (pods: {phases})")
         name = str(running[0].metadata.name)
         try:
-            self._forward = portforward(
-                k8s.CoreV1Api(self.api).connect_get_namespaced_pod_portforward,
+            self._forward = self.forward(
+                self.core.connect_get_namespaced_pod_portforward,
                 name,
                 self.namespace,
                 ports=str(self.port),
             )
         except ApiException as err:
-            raise OSError(f"port-forward to {self.namespace}/{name}: {err.reason}") from None
+            raise OSError(f"port-forward to {self.namespace}/{name}: {_why(err)}") from None
         sock: socket.socket = self._forward.socket(self.port)
         return sock
 
