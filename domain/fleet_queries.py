@@ -152,10 +152,24 @@ class FleetQueries:
         either = " or ".join(f"{name}{selector}" for name in vllm_metrics.KV_CACHE_USAGE_NAMES)
         return f"max by (pod) ({either})"
 
+    @cached_property
+    def bare_triggers(self) -> dict[str, str]:
+        """The trigger queries without ``or vector(0)`` (the pre-flight's, ``cloud.preflight``).
+
+        Without it a gauge Prometheus never scraped reads as 0; the pre-flight tells them apart.
+        """
+        return {
+            field: self.instant[field].removesuffix(" or vector(0)")
+            for field in TRIGGER_FIELDS.values()
+        }
+
     def match(self, expr: str) -> tuple[str, int | None] | None:
         """The field an expression reads and its window in ms (hours); None if it is not ours."""
         for field, known in self.instant.items():
             if expr == known:
+                return field, None
+        for field, bare in self.bare_triggers.items():
+            if expr == bare:
                 return field, None
         if expr == self.kv_by_replica:
             return KV_BY_REPLICA, None

@@ -16,6 +16,8 @@ import time
 import urllib.parse
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from domain.autoscaling import AutoscalingSpec
 from domain.catalog import CapacityType
 from domain.fleet_queries import HOUR_FIELDS, KV_BY_REPLICA, FleetQueries
@@ -105,6 +107,40 @@ def autoscaling_info(spec: AutoscalingSpec) -> AutoscalingInfo:
     )
 
 
+class ClusterFleet(BaseModel):
+    """What reading a platform stack's fleet from Prometheus needs to know about the stack.
+
+    The CLI takes it from the stack file and hands it to the master pod in the run's payload.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    served_name: str
+    gpus_per_node: int = Field(ge=1)
+    autoscaling: AutoscalingSpec
+    gpu: str | None = None
+    instance_type: str | None = None
+    gpus_per_replica: int | None = None
+    capacity_type: CapacityType | None = None
+    platform: PlatformInfo | None = None
+    """The stack's region and NAT gateways: they price the run's share of the platform."""
+
+    @classmethod
+    def from_stack(cls, stack: StackConfig, name: str | None = None) -> ClusterFleet:
+        """The served model, GPU node group and autoscaling spec of a stack's settings."""
+        instance = stack.gpu.instance
+        return cls(
+            served_name=stack.model.served,
+            gpus_per_node=instance.gpu_count,
+            autoscaling=stack.autoscaling,
+            gpu=instance.gpu.name if instance.gpu is not None else None,
+            instance_type=stack.gpu.instance_type,
+            gpus_per_replica=stack.model.tensor_parallel,
+            capacity_type=stack.gpu.capacity_type,
+            platform=PlatformInfo.of_stack(stack, name),
+        )
+
+
 class ClusterTarget(Target):
     """An endpoint (``base``) whose fleet is read from Prometheus instead of one pod's /metrics."""
 
@@ -147,23 +183,26 @@ class ClusterTarget(Target):
         ``name``: the stack's (``dev``), recorded with its region and NAT gateways, which price
         the run's share of the platform.
         """
-        instance = stack.gpu.instance
-        gpu = instance.gpu
+        return cls.for_fleet(base, prometheus_url, ClusterFleet.from_stack(stack, name))
+
+    @classmethod
+    def for_fleet(cls, base: Target, prometheus_url: str, fleet: ClusterFleet) -> ClusterTarget:
+        """The fleet as the master pod knows it (from the run's payload, not a stack file)."""
         return cls(
             base,
             PrometheusClient(prometheus_url),
             FleetQueries(
-                served_name=stack.model.served,
-                gpus_per_node=instance.gpu_count,
-                triggers=tuple(stack.autoscaling.triggers()),
+                served_name=fleet.served_name,
+                gpus_per_node=fleet.gpus_per_node,
+                triggers=tuple(fleet.autoscaling.triggers()),
             ),
-            autoscaling=stack.autoscaling,
-            model=stack.model.served,
-            gpu=gpu.name if gpu is not None else None,
-            instance_type=stack.gpu.instance_type,
-            gpus_per_replica=stack.model.tensor_parallel,
-            capacity_type=stack.gpu.capacity_type,
-            platform=PlatformInfo.of_stack(stack, name),
+            autoscaling=fleet.autoscaling,
+            model=fleet.served_name,
+            gpu=fleet.gpu,
+            instance_type=fleet.instance_type,
+            gpus_per_replica=fleet.gpus_per_replica,
+            capacity_type=fleet.capacity_type,
+            platform=fleet.platform,
         )
 
     def start(self) -> None:

@@ -208,7 +208,10 @@ def estimate(run: RunFiles) -> Cost:
     """The ``cost`` object of ``summary.json``; ``usd`` is None when nothing could be priced."""
     config, target = run.config, run.config.target
     twin = isinstance(target, FleetTargetInfo)
-    scale = config.time_scale if twin else 1.0
+    # A rehearsal (``run --rehearse``) reads the twin through its Prometheus: a cluster target
+    # whose GPU-hours are the twin's, of the unscaled plan; the rest follows that plan too.
+    rehearsal = bool(config.options and config.options.rehearse)
+    scale = config.time_scale if twin or rehearsal else 1.0
     usage = Usage(run.overall.output_tokens, run.overall.good_requests).scaled(scale)
     region = target.platform.region if target.platform else BUNDLED_REGION
     hourly = config.options.hourly_usd if config.options else None
@@ -223,7 +226,7 @@ def estimate(run: RunFiles) -> Cost:
         if hourly is not None:
             return _hourly(run, hourly, table, usage)
         if target.gpu:
-            return _on_platform(run, table, usage, target.gpu)
+            return _on_platform(run, table, usage, target.gpu, rehearsal=rehearsal)
     except (catalog.CatalogError, PriceTableError) as err:
         return unknown(str(err))
     except ValidationError as err:  # a figure of the run's files no cost can be made of
@@ -294,19 +297,34 @@ def _hourly(run: RunFiles, usd_per_hour: float, table: PriceTable, usage: Usage)
     )
 
 
-def _on_platform(run: RunFiles, table: PriceTable, usage: Usage, gpu: str) -> Cost:
-    """GPU nodes, and the platform's share and the load generators when the run names them."""
+def _on_platform(
+    run: RunFiles, table: PriceTable, usage: Usage, gpu: str, *, rehearsal: bool = False
+) -> Cost:
+    """GPU nodes, and the platform's share and the load generators when the run names them.
+
+    A rehearsal's load-test stack lived here, for seconds and at another pace: its nodes, the
+    control plane and the NAT gateways are priced over the load of the plan it stands for.
+    """
     config, target = run.config, run.config.target
     capacity = target.capacity_type or "on-demand"
     instance = instance_for(gpu, target.instance_type)
-    hours, counted = _gpu_hours(target, run.timeline, run.window, 1.0, run.node_gpu_hours)
+    # (the twin's Prometheus counts its node-hours in its own time: of the unscaled plan)
+    pace = config.time_scale if rehearsal else 1.0
+    hours, counted = _gpu_hours(target, run.timeline, run.window, pace, run.node_gpu_hours)
     rate = node_rate(table, instance, capacity)
     parts: list[CostPart] = [gpu_part(table, instance, capacity, hours, counted)]
     said, priced_as = [counted], [f"{instance} {rate.words}"]
     wall, over_wall = load_span(run.window, 1.0), []
     loadgen = config.loadgen
-    if loadgen is not None:
+    if rehearsal:
+        unscaled = load_span(run.window, pace).hours
+        wall = Span(
+            unscaled,
+            f"over the load of the plan the rehearsal stands for ({unscaled * 60:.1f} min)",
+        )
+    elif loadgen is not None:
         wall = stack_span(run.events, config, run.window)
+    if loadgen is not None:
         part = loadgen_part(table, loadgen, wall.hours, wall.words)
         if part is not None:
             parts.append(part)

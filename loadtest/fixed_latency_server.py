@@ -6,7 +6,9 @@ next one). Whatever the client measures beyond those numbers is the client's err
 what ``benchmarks/bench_loadgen.py`` reports; ``GET /stats`` says how late the server itself
 was, so its own lag is not blamed on the client. Tests use the ``model`` field to ask for
 failures: ``fail-503``, ``broken`` (connection cut mid-stream), ``empty`` (no content),
-``no-usage`` (no ``usage`` event).
+``no-usage`` (no ``usage`` event). ``GET /v1/models`` lists the names given with ``--model``,
+so a pre-flight that asks for the served model passes; with a key in ``KEY_ENV`` every
+``/v1`` route wants it as ``Authorization: Bearer`` (401 otherwise), as vLLM's ``--api-key``.
 
 It is a raw asyncio protocol, not a web framework, so that it stays far from saturating one
 core at the chunk rates the benchmark needs.
@@ -18,11 +20,14 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 from dataclasses import dataclass, field
 from typing import Any
 
 _CHUNK_WORD = " lorem"
+KEY_ENV = "QWEN_STRESS_FIXED_SERVER_KEY"
+"""The key the server wants, if any (in the environment: never on its command line)."""
 
 
 @dataclass
@@ -31,6 +36,8 @@ class Latencies:
 
     ttft_ms: float
     itl_ms: float
+    models: list[str] = field(default_factory=list)
+    api_key: str | None = None
     lag_ms: list[float] = field(default_factory=list)
     chunks: int = 0
     requests: int = 0
@@ -170,14 +177,21 @@ class _Protocol(asyncio.Protocol):
         head = self.buffer[:end].decode("latin-1").split("\r\n")
         method, path, _ = head[0].split(" ", 2)
         length = 0
+        authorization = ""
         for line in head[1:]:
             name, _, value = line.partition(":")
             if name.strip().lower() == "content-length":
                 length = int(value.strip())
+            elif name.strip().lower() == "authorization":
+                authorization = value.strip()
         if len(self.buffer) < end + 4 + length:
             return
         body = self.buffer[end + 4 : end + 4 + length]
         self.buffer = self.buffer[end + 4 + length :]
+        key = self.latencies.api_key
+        if key and path.startswith("/v1/") and authorization != f"Bearer {key}":
+            self._reply("401 Unauthorized", {"error": {"message": "Unauthorized"}})
+            return
         self.handle(method, path, body)
 
     def _reply(self, status: str, payload: dict[str, Any]) -> None:
@@ -191,6 +205,10 @@ class _Protocol(asyncio.Protocol):
             return
         if method == "GET" and path == "/stats":
             self._reply("200 OK", self.latencies.stats())
+            return
+        if method == "GET" and path == "/v1/models":
+            models = [{"id": m, "object": "model"} for m in self.latencies.models]
+            self._reply("200 OK", {"object": "list", "data": models})
             return
         if method != "POST" or not path.endswith("completions"):
             self._reply("404 Not Found", {"error": {"message": f"no route {method} {path}"}})
@@ -224,8 +242,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--ttft-ms", type=float, default=200.0)
     parser.add_argument("--itl-ms", type=float, default=20.0)
+    parser.add_argument("--model", action="append", default=[], help="a name /v1/models lists")
     args = parser.parse_args()
-    latencies = Latencies(args.ttft_ms, args.itl_ms)
+    latencies = Latencies(args.ttft_ms, args.itl_ms, args.model, os.environ.get(KEY_ENV) or None)
 
     async def run() -> None:
         task = asyncio.ensure_future(serve(args.host, args.port, latencies))

@@ -1,14 +1,16 @@
 """The one live line a run shows while it goes, and the notes printed above it.
 
 On a terminal the line redraws in place (rich ``Live``); elsewhere (CI logs, tests) only the
-notes are printed, one per line, so logs stay readable.
+notes are printed, one per line, so logs stay readable. ``LiveLine`` redraws from a greenlet (a
+local run's master, under gevent); ``ThreadLiveLine`` from a thread (a cloud run's CLI, which
+follows a master in the cluster and never loads gevent).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import threading
+from typing import Any, Protocol
 
-import gevent
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
@@ -71,21 +73,35 @@ def render(elapsed_s: float, sample: TimelineSample) -> Text:
 
 
 class LiveLine:
-    """Redraws the live line every second from the run's latest timeline sample."""
+    """Redraws the live line every second from the run's latest timeline sample (a greenlet)."""
 
     def __init__(self, run: _RunView, enabled: bool = True) -> None:
         self.run = run
         _Clock.run = run
         self.enabled = enabled and console.is_terminal
         self._live: Live | None = None
-        self._greenlet: gevent.Greenlet | None = None
+        self._worker: Any = None
 
     def _loop(self) -> None:
         while self._live is not None:
             sample = self.run.last_sample
             if sample is not None:
                 self._live.update(render(self.run.now_s(), sample), refresh=True)
-            gevent.sleep(1.0)
+            self._sleep(1.0)
+
+    def _sleep(self, seconds: float) -> None:
+        import gevent  # noqa: PLC0415 - only the gevent variant needs it
+
+        gevent.sleep(seconds)
+
+    def _spawn(self) -> None:
+        import gevent  # noqa: PLC0415
+
+        self._worker = gevent.spawn(self._loop)
+
+    def _halt(self) -> None:
+        if self._worker is not None:
+            self._worker.kill()
 
     def start(self) -> None:
         """Begin redrawing (a no-op without a terminal)."""
@@ -93,14 +109,34 @@ class LiveLine:
             return
         self._live = Live(console=console, auto_refresh=False, transient=True)
         self._live.start()
-        self._greenlet = gevent.spawn(self._loop)
+        self._spawn()
 
     def stop(self) -> None:
         """Stop redrawing and print the last state once."""
         if self._live is not None:
             live, self._live = self._live, None
             live.stop()
-        if self._greenlet is not None:
-            self._greenlet.kill()
+        self._halt()
         if self.run.last_sample is not None:
             console.print(render(self.run.now_s(), self.run.last_sample))
+
+
+class ThreadLiveLine(LiveLine):
+    """The same line, redrawn from a daemon thread."""
+
+    def __init__(self, run: _RunView, enabled: bool = True) -> None:
+        super().__init__(run, enabled)
+        self._stopped = threading.Event()
+
+    def _sleep(self, seconds: float) -> None:
+        self._stopped.wait(seconds)
+
+    def _spawn(self) -> None:
+        self._stopped.clear()
+        self._worker = threading.Thread(target=self._loop, name="live-line", daemon=True)
+        self._worker.start()
+
+    def _halt(self) -> None:
+        self._stopped.set()
+        if self._worker is not None:
+            self._worker.join(timeout=2)

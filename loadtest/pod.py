@@ -7,8 +7,12 @@ runs after installing the wheel: it reads the role's settings and imports every 
 will run, so a broken install or a missing variable fails the pod at once, with one line saying
 which. It prints one JSON line about what it found, never the API key.
 
-The ``master`` and ``worker`` roles start the in-pod runner, which arrives with the split of the
-local runner (issue 10); until then they stop with exit code 2 and say so.
+``master`` runs the plan (``loadtest.master_pod.run_master``: the shared ``PlanRun``, the fleet
+from Prometheus, the HTTP API the CLI follows); ``worker`` runs a Locust worker that connects to
+the master Service. Both read the run's payload (``loadtest.payload``); a setting or payload
+they cannot use stops them with exit code 2 and one line. Started by a local process (the
+rehearsal), they hold a lifeline to it (``domain.lifeline``); in the cluster a worker whose
+master is gone exits by itself, so its Job ends.
 """
 
 from __future__ import annotations
@@ -21,13 +25,26 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from domain import lifeline
 from domain.vllm_args import API_KEY_ENV
 from loadtest.cloud import contract
 
 USAGE = "usage: python -m loadtest.pod master|worker|check master|check worker"
 RUNTIME_MODULES: dict[str, tuple[str, ...]] = {
-    "worker": ("gevent", "locust", "loadtest.llm_user", "loadtest.worker"),
-    "master": ("gevent", "locust", "loadtest.collector", "loadtest.plans", "loadtest.run_files"),
+    "worker": ("gevent", "locust", "loadtest.payload", "loadtest.llm_user", "loadtest.worker"),
+    "master": (
+        "gevent",
+        "gevent.pywsgi",
+        "locust",
+        "loadtest.payload",
+        "loadtest.master_pod",
+        "loadtest.plan_run",
+        "loadtest.master_api",
+        "loadtest.cluster_target",
+        "loadtest.collector",
+        "loadtest.plans",
+        "loadtest.run_files",
+    ),
 }
 """What each role imports to run: the check fails if the install cannot provide one."""
 NEVER_IN_POD = ("pulumi", "pulumi_aws", "pulumi_kubernetes", "twin")
@@ -47,6 +64,7 @@ REQUIRED_ENV: dict[str, tuple[str, ...]] = {
         contract.ENV_PAYLOAD,
         contract.ENV_VLLM_URL,
         contract.ENV_MODEL,
+        contract.ENV_MASTER_PORT,
         contract.ENV_WORKERS,
         contract.ENV_API_PORT,
         contract.ENV_PROMETHEUS_URL,
@@ -110,6 +128,24 @@ def check(role: str, environ: dict[str, str]) -> dict[str, object]:
     }
 
 
+def run_role(role: str, environ: dict[str, str]) -> int:
+    """Run the master or a worker until the run ends; the pod's exit code."""
+    settings = PodSettings.from_env(role, environ)
+    # Locust (gevent's monkey-patching) loads only here: ``check`` and the tests stay plain.
+    from loadtest.master_pod import run_master, run_worker_pod  # noqa: PLC0415
+    from loadtest.payload import PayloadError, RunPayload  # noqa: PLC0415
+
+    lifeline.hold(environ)  # after the patching: its watch must be a greenlet there
+
+    try:
+        payload = RunPayload.read(settings.payload)
+    except PayloadError as err:
+        raise PodError(f"{role}: {err}") from None
+    if role == "master":
+        return run_master(settings.env, payload, environ)
+    return run_worker_pod(settings.env, payload)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one role; exit 2 with one line on stderr when the pod cannot start."""
     args = sys.argv[1:] if argv is None else argv
@@ -119,10 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(check(args[1], environ), sort_keys=True))
             return 0
         if len(args) == 1 and args[0] in contract.ROLES:
-            PodSettings.from_env(args[0], environ)
-            raise PodError(
-                f"{args[0]}: the in-pod runner is not in this build of qwen-stress (issue 10)"
-            )
+            return run_role(args[0], environ)
         raise PodError(USAGE)
     except PodError as err:
         print(f"qwen-stress pod: {err}", file=sys.stderr)

@@ -22,10 +22,16 @@ from domain.run_cost import PlatformInfo
 from domain.stack_config import load_stack_file, stack_name
 from domain.vllm_args import API_KEY_ENV, api_key_problem
 from loadtest import plans, run_files, slo, workload
+from loadtest.cloud.sizing import (
+    DEFAULT_INSTANCE_TYPE,
+    DEFAULT_USERS_PER_WORKER,
+    EXISTING_MAX_WORKERS,
+)
 from loadtest.redact import Redactor
 from loadtest.run_spec import RunSpec
 from loadtest.schema import (
     LOCAL_TIME_SCALE,
+    LOCAL_WORKERS,
     MAX_RATE_PER_WORKER,
     MAX_USERS_PER_WORKER,
     AutoscalingInfo,
@@ -59,12 +65,13 @@ class UsageError(ValueError):
     """A flag is wrong; printed as one line, exit code 2."""
 
 
-def _fail(message: str) -> typer.Exit:
+def fail(message: str) -> typer.Exit:
+    """Print a user mistake as one red line; the caller raises the exit (code 2)."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(EXIT_BAD_INPUT)
 
 
-def _out_dir(out: Path | None, plan: str) -> Path:
+def out_dir(out: Path | None, plan: str) -> Path:
     """The run directory to create: new or empty, and creatable here (nothing is left made)."""
     given = out is not None
     if out is None:
@@ -97,7 +104,7 @@ def _out_dir(out: Path | None, plan: str) -> Path:
     return out
 
 
-def _local_target(
+def local_target(
     model: str | None,
     gpu: str | None,
     config: Path | None,
@@ -138,123 +145,225 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
     url: Annotated[
         str | None,
         typer.Option(
-            help="OpenAI-compatible endpoint to load (base URL, with or without /v1, not an "
+            metavar="URL",
+            show_default="local twin",
+            help="OpenAI-compatible endpoint to load: its base URL, with or without /v1 (not an "
             "endpoint's own path); without it, the local autoscaling twin (an emulated vLLM "
-            "fleet) is started on 127.0.0.1."
+            "fleet) is started on 127.0.0.1.",
         ),
     ] = None,
     api_key_env: Annotated[
         str | None,
         typer.Option(
-            help="Name of the environment variable holding the API key (the key is never "
-            "written anywhere: echoed back by the target, it is redacted)."
+            metavar="VAR",
+            help="Environment variable holding the API key, sent as Authorization: Bearer; the "
+            "key is never written anywhere (echoed back by the target, it is redacted).",
         ),
     ] = None,
     model: Annotated[
         str | None,
         typer.Option(
-            help="Model to request (with --url: default is the first of "
-            "/v1/models) or to emulate locally."
+            metavar="M",
+            show_default=f"first of /v1/models; locally {DEFAULT_MODEL}",
+            help="Model to request, or to emulate locally.",
         ),
     ] = None,
     gpu: Annotated[
-        str | None, typer.Option(help=f"GPU to emulate locally (default {DEFAULT_GPU}).")
+        str | None,
+        typer.Option(
+            metavar="G", show_default=DEFAULT_GPU, help="GPU to emulate (local target only)."
+        ),
     ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
-            help="Pulumi.<stack>.yaml to rehearse locally: model, GPU, node group, autoscaling "
-            "(with --url and --prometheus: the stack whose cluster is read)."
+            metavar="FILE",
+            help="Pulumi.<stack>.yaml whose model, vLLM settings, GPU node group and autoscaling "
+            "the local twin rehearses; with --url and --prometheus, the stack whose cluster "
+            "Prometheus is read; with --rehearse, the stack whose load-test stack is rendered "
+            "and run here; with --stack, the stack file when it is not Pulumi.<stack>.yaml in "
+            "this directory.",
         ),
     ] = None,
     plan: Annotated[
         str | None,
         typer.Option(
-            help=f"Load plan: {', '.join(sorted(plans.PLANS))} (default capacity; "
-            "--users or --duration mean fixed, --rate poisson)."
+            metavar="NAME",
+            show_default="capacity (fixed with --users or --duration, poisson with --rate)",
+            help=f"Load plan: {', '.join(sorted(plans.PLANS))}. A flag the plan does not read "
+            "(--duration but for fixed, --rate but for poisson, --users but for fixed and soak) "
+            "is refused.",
         ),
     ] = None,
     users: Annotated[
         int | None,
         typer.Option(
+            metavar="N",
             help="Fixed load: concurrent users (with --duration); the soak plan's level. "
-            f"Every user count: at most {MAX_USERS_PER_WORKER} per worker."
+            f"Every user count: at most {MAX_USERS_PER_WORKER:,} per worker.",
         ),
     ] = None,
-    spawn_rate: Annotated[float, typer.Option(help="Users started per second.")] = 50.0,
+    spawn_rate: Annotated[
+        float, typer.Option(metavar="R", help="Users started per second.")
+    ] = 50.0,
     duration: Annotated[
-        str | None, typer.Option(help="Fixed load: how long, e.g. 30s, 5m.")
+        str | None,
+        typer.Option(metavar="T", help="Fixed load: how long (30s, 5m, 1h30m)."),
     ] = None,
     rate: Annotated[
         str | None,
         typer.Option(
-            help="poisson plan: arrivals per second, one step each: R[,R2,...] (at most "
-            f"{MAX_RATE_PER_WORKER:g} per worker)."
+            metavar="R[,R2,...]",
+            help="poisson plan: arrivals per second, one step per rate (at most "
+            f"{MAX_RATE_PER_WORKER:,.0f} per worker).",
         ),
     ] = None,
-    step_duration: Annotated[str, typer.Option(help="How long each load step is held.")] = "2m",
+    step_duration: Annotated[
+        str, typer.Option(metavar="T", help="How long each load step is held.")
+    ] = "2m",
     baseline_users: Annotated[
-        int, typer.Option(help="Users of the baseline (and cool-down) step.")
+        int, typer.Option(metavar="N", help="Users of the baseline and cool-down steps.")
     ] = 50,
-    step_users: Annotated[int, typer.Option(help="Users added per ramp step.")] = 50,
+    step_users: Annotated[int, typer.Option(metavar="N", help="Users added per ramp step.")] = 50,
     max_users: Annotated[
-        int, typer.Option(help="Ramp ceiling (capacity, ramp) and spike height.")
+        int,
+        typer.Option(metavar="N", help="Ramp ceiling (capacity, ramp) and spike height."),
     ] = 500,
     soak: Annotated[
-        str, typer.Option(help="Soak length (capacity's peak soak, the soak plan).")
+        str,
+        typer.Option(metavar="T", help="Soak length (capacity's peak soak, the soak plan)."),
     ] = "10m",
     time_scale: Annotated[
         float | None,
         typer.Option(
-            help=f"Multiply every plan duration by this, {TIME_SCALES[0]:g} to "
-            f"{TIME_SCALES[1]:g} (default 1 with --url, {LOCAL_TIME_SCALE} locally)."
+            metavar="F",
+            show_default=f"1 with --url or --stack, {LOCAL_TIME_SCALE:g} locally",
+            help=f"Multiplies every plan duration, {TIME_SCALES[0]:g} to {TIME_SCALES[1]:g}; "
+            "locally also every delay and window of the twin's control plane.",
         ),
     ] = None,
-    workers: Annotated[int, typer.Option(help="Locust worker processes (1-64).")] = 2,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            metavar="K",
+            show_default=f"{LOCAL_WORKERS}; with --stack or --rehearse, one per slot of the "
+            "load-generator nodes",
+            help="Locust worker processes (1-64); in a cloud run, worker pods (each carries at "
+            f"most {DEFAULT_USERS_PER_WORKER} users).",
+        ),
+    ] = None,
     workload_file: Annotated[
         Path | None,
-        typer.Option("--workload", help="Workload mix (YAML); default: the built-in mix."),
+        typer.Option(
+            "--workload",
+            metavar="FILE",
+            show_default="built-in mix",
+            help="Workload mix (YAML, see the README's Workload file).",
+        ),
     ] = None,
     max_tokens: Annotated[
-        int | None, typer.Option(help="Fix every task's max_tokens to N.")
+        int | None,
+        typer.Option(metavar="N", show_default="per task", help="Fix every task's max_tokens."),
     ] = None,
     endpoint: Annotated[
         str | None,
-        typer.Option(help="chat, completions or generate (overrides the workload file)."),
+        typer.Option(
+            metavar="E",
+            show_default="from the workload",
+            help="chat, completions or generate (overrides the workload file).",
+        ),
     ] = None,
     slo_text: Annotated[
         str | None,
         typer.Option(
             "--slo",
-            help="SLOs as KEY=VALUE,... e.g. success_rate=99.5%,ttft_p99_ms=1500,itl_p50_ms=off "
-            "(KEY=off removes an objective, success_rate too).",
+            metavar="KEY=VALUE,...",
+            show_default="see SLOs",
+            help="Change or add objectives, e.g. success_rate=99.5%,ttft_p99_ms=1500,"
+            "itl_p50_ms=off (KEY=off removes an objective, success_rate too).",
         ),
     ] = None,
     fail_on_slo: Annotated[
-        bool, typer.Option("--fail-on-slo", help="Exit 1 when the SLO verdict fails (a CI gate).")
+        bool,
+        typer.Option("--fail-on-slo", help="Exit 1 when the SLO verdict fails (a CI gate)."),
     ] = False,
     max_inflight: Annotated[
         int,
         typer.Option(
-            help="poisson plan: open requests at most, split over the workers; arrivals "
-            "beyond are dropped and counted."
+            metavar="N",
+            help="poisson plan: open requests at most, over all workers (each takes its share; "
+            "with fewer than --workers, some get none); later arrivals are dropped and counted.",
         ),
     ] = 1000,
     out: Annotated[
-        Path | None, typer.Option(help="Run directory to create (default runs/<timestamp>-<plan>).")
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            show_default="runs/<timestamp>-<plan>",
+            help="The run directory to create.",
+        ),
     ] = None,
     prometheus: Annotated[
         str | None,
         typer.Option(
-            help="With --url and --config: Prometheus of the stack's cluster; the timeline gets "
-            "its replicas, nodes, queue and GPU-hours (else only one pod's /metrics)."
+            metavar="URL",
+            help="With --url and --config Pulumi.<stack>.yaml: the stack's Prometheus; every "
+            "timeline sample gets the fleet's replicas, nodes, GPUs, queue, KV usage per "
+            "replica and GPU-/replica-hours from it (else only one pod's /metrics).",
+        ),
+    ] = None,
+    stack: Annotated[
+        str | None,
+        typer.Option(
+            metavar="STACK",
+            help="Run in this platform stack's cluster (dev, org/qwen-stress/dev, as pulumi "
+            "names it): Locust's master and workers as a load-test stack of their own, "
+            "destroyed after the run. Takes no --url, --prometheus, --model, --gpu or "
+            "--api-key-env: the stack's own.",
+        ),
+    ] = None,
+    rehearse: Annotated[
+        bool,
+        typer.Option(
+            "--rehearse",
+            help="With --config Pulumi.<stack>.yaml: render that stack's load-test stack into "
+            "the run directory's cluster/ and run its master and worker pods as local "
+            "processes against the local twin.",
+        ),
+    ] = False,
+    loadgen_nodes: Annotated[
+        str | None,
+        typer.Option(
+            metavar="new|existing",
+            show_default="new",
+            help="With --stack: load-generator nodes of the run's own, or the system nodes "
+            f"(at most {EXISTING_MAX_WORKERS} workers).",
+        ),
+    ] = None,
+    loadgen_instance_type: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TYPE",
+            show_default=DEFAULT_INSTANCE_TYPE,
+            help="With --stack: instance type of new load-generator nodes (from the catalog: no "
+            "GPU, at least 2 vCPUs).",
+        ),
+    ] = None,
+    loadgen_capacity: Annotated[
+        str | None,
+        typer.Option(
+            metavar="spot|on-demand",
+            show_default="spot",
+            help="With --stack: capacity type of new load-generator nodes.",
         ),
     ] = None,
     hourly_usd: Annotated[
         float | None,
         typer.Option(
-            help="With --url: what the endpoint costs per hour in USD (per replica when the "
-            "target reports its replicas); prices the run when its GPU is unknown."
+            metavar="USD",
+            help="With --url: what the endpoint costs per hour, per replica when the target "
+            "reports its replicas (with --prometheus), else for the whole endpoint; prices the "
+            "run when its GPU is not known.",
         ),
     ] = None,
 ) -> None:
@@ -286,11 +395,19 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
             max_inflight=max_inflight,
             out=out,
             prometheus=prometheus,
+            stack=stack,
+            rehearse=rehearse,
+            loadgen_nodes=loadgen_nodes,
+            loadgen_instance_type=loadgen_instance_type,
+            loadgen_capacity=loadgen_capacity,
             hourly_usd=hourly_usd,
         )
+        if options.cloud:
+            _cloud(options)
+            return
         spec = _spec(options)
     except (OptionsError, UsageError, workload.WorkloadError, plans.PlanError, TargetError) as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     if isinstance(spec.target, UrlTarget):
         typer.secho(f"note: {POD_METRICS_NOTE}", fg=typer.colors.YELLOW, err=True)
     summary, outcome = _execute(spec)
@@ -306,6 +423,13 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
         raise typer.Exit(EXIT_INTERRUPTED)
     if options.fail_on_slo and not summary.verdict.passed:
         raise typer.Exit(EXIT_SLO_FAILED)
+
+
+def _cloud(options: RunOptions) -> None:
+    """``--stack`` and ``--rehearse``: Pulumi and the Kubernetes client load only now."""
+    from loadtest.cloud.run_command import run_cloud  # noqa: PLC0415
+
+    run_cloud(options)
 
 
 def _execute(spec: RunSpec) -> tuple[Summary, RunOutcome]:
@@ -326,8 +450,8 @@ def _execute(spec: RunSpec) -> tuple[Summary, RunOutcome]:
     try:
         summary = write(outcome.run_dir)
     except run_files.RunDirError as err:
-        raise _fail(str(err)) from None
-    _print_result(outcome.run_dir, summary)
+        raise fail(str(err)) from None
+    print_result(outcome.run_dir, summary)
     return summary, outcome
 
 
@@ -352,7 +476,7 @@ def _spec(options: RunOptions) -> RunSpec:
                 f"--api-key-env {key_env}: the key in ${key_env} {problem}, which an "
                 "Authorization header cannot carry; set the variable to the key alone"
             )
-    out = _out_dir(options.out, options.plan_name)
+    out = out_dir(options.out, options.plan_name)
     target: Target
     model_name = options.model
     if options.url is None:
@@ -361,7 +485,7 @@ def _spec(options: RunOptions) -> RunSpec:
         if key_env is None:
             key_env = API_KEY_ENV
             os.environ[key_env] = secrets.token_hex(16)
-        target = _local_target(
+        target = local_target(
             options.model,
             options.gpu,
             options.config,
@@ -388,7 +512,7 @@ def _spec(options: RunOptions) -> RunSpec:
         target=target,
         model=model_name or "",
         options=options,
-        workers=options.workers,
+        workers=options.workers or LOCAL_WORKERS,
         time_scale=options.effective_time_scale,
         api_key_env=key_env,
         max_inflight=options.max_inflight,
@@ -437,7 +561,8 @@ def _check_endpoint(base_url: str, key_env: str | None, model: str | None) -> st
     return found[0]
 
 
-def _print_result(run_dir: Path, summary: Summary) -> None:
+def print_result(run_dir: Path, summary: Summary) -> None:
+    """The headline, warnings, SLO verdict and where the reports are."""
     from loadtest.metric_text import headline, warnings  # noqa: PLC0415
 
     typer.echo(headline(summary))
@@ -470,5 +595,5 @@ def report(
     try:
         summary = write(run_dir, force=force)
     except run_files.RunDirError as err:
-        raise _fail(str(err)) from None
-    _print_result(run_dir, summary)
+        raise fail(str(err)) from None
+    print_result(run_dir, summary)

@@ -37,5 +37,7 @@ class RunSpec:
     sample_interval_s: float = 2.0
     command: list[str] = field(default_factory=list)
     show_live: bool = True
+    run_id: str | None = None
+    """``config.json``'s run id; default: the run directory's name (a pod's is not the run's)."""
     loadgen: LoadGenInfo | None = None
     """A cloud run's load-generator nodes (``Sizing.info()``); None where Locust runs locally."""

@@ -15,6 +15,7 @@ which shape a file has (absent: written before versions existed, read as 0).
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,6 +56,8 @@ or given another meaning); a new optional field needs no new version, older read
 LOCAL_TIME_SCALE = 0.1
 """Local rehearsals run the plan ten times faster unless told otherwise."""
 
+LOCAL_WORKERS = 2
+"""Worker processes of a local run or a run against ``--url`` when ``--workers`` is not given."""
 MAX_USERS_PER_WORKER = 1000
 """Concurrent users one worker process may run: each holds a connection, and a process may open
 1,024 files by default; its timing degrades well before (see ``make bench``)."""
@@ -128,6 +131,9 @@ class OptionsError(ValueError):
     """A flag of ``run`` is wrong; the message names it (printed as one line, exit code 2)."""
 
 
+_STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9][A-Za-z0-9._-]{0,99}){0,2}")
+"""A stack as Pulumi names it: ``dev``, ``project/dev``, ``org/project/dev``."""
+
 _PLANS_OF = {"--users": ("fixed", "soak"), "--duration": ("fixed",), "--rate": ("poisson",)}
 """Flags that only some plans read: given to another plan they would be silently ignored."""
 
@@ -159,7 +165,9 @@ class RunOptions(BaseModel):
     max_users: int = Field(default=500, ge=1)
     soak: Seconds = Field(default=600.0, ge=0)
     time_scale: float | None = Field(default=None, ge=TIME_SCALES[0], le=TIME_SCALES[1])
-    workers: int = Field(default=2, ge=1, le=64)
+    workers: int | None = Field(default=None, ge=1, le=64)
+    """None: ``LOCAL_WORKERS`` locally; in the cloud, a worker in every slot of the
+    load-generator nodes."""
     workload: Path | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     endpoint: Endpoint | None = None
@@ -168,6 +176,13 @@ class RunOptions(BaseModel):
     max_inflight: int = Field(default=1000, ge=1)
     out: Path | None = None
     prometheus: str | None = None
+    stack: str | None = None
+    """The platform stack, as Pulumi names it: the run happens in its cluster."""
+    rehearse: bool = False
+    """Render the load-test stack of ``config`` and run its pods as local processes."""
+    loadgen_nodes: Literal["new", "existing"] | None = None
+    loadgen_instance_type: str | None = None
+    loadgen_capacity: Literal["spot", "on-demand"] | None = None
     hourly_usd: float | None = Field(default=None, gt=0, le=1_000_000)
 
     @field_validator("plan")
@@ -189,6 +204,7 @@ class RunOptions(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> RunOptions:
+        self._cloud_flags()
         if self.prometheus is not None and self.url is None:
             raise _usage(
                 "--prometheus reads a cluster's Prometheus: use it with --url (the local twin "
@@ -225,9 +241,56 @@ class RunOptions(BaseModel):
             raise _usage(str(err)) from None
         return self
 
+    def _cloud_flags(self) -> None:
+        """``--stack``/``--rehearse`` take the target from the stack; ``--loadgen-*`` need one."""
+        if self.stack is not None and self.rehearse:
+            raise _usage(
+                "--rehearse runs a stack file's load-test stack locally and --stack runs it in "
+                "the deployed stack's cluster: pass one of them"
+            )
+        mode = "--stack" if self.stack is not None else "--rehearse" if self.rehearse else None
+        if mode is None:
+            given = [
+                flag(name)
+                for name in ("loadgen_nodes", "loadgen_instance_type", "loadgen_capacity")
+                if getattr(self, name) is not None
+            ]
+            if given:
+                raise _usage(
+                    f"{', '.join(given)} describe the load generators of a cloud run: use "
+                    "them with --stack (or --rehearse)"
+                )
+            return
+        if self.stack is not None and not _STACK_NAME.fullmatch(self.stack.strip()):
+            raise _usage(
+                f"--stack {self.stack!r}: write it as Pulumi names it, like dev or "
+                "org/qwen-stress/dev (letters, digits, '.', '_' and '-')"
+            )
+        if self.rehearse and self.config is None:
+            raise _usage(
+                "--rehearse needs --config Pulumi.<stack>.yaml: the stack whose load-test stack "
+                "is rendered and run here"
+            )
+        for name in ("url", "prometheus", "gpu", "model", "api_key_env"):
+            if getattr(self, name) is not None:
+                raise _usage(
+                    f"{flag(name)} does not go with {mode}: the run loads the stack's vLLM, "
+                    "with its served model and API key, and reads its Prometheus"
+                )
+        if self.loadgen_nodes == "existing" and (
+            self.loadgen_instance_type is not None or self.loadgen_capacity is not None
+        ):
+            raise _usage(
+                "--loadgen-instance-type and --loadgen-capacity describe new load-generator "
+                "nodes; drop them or use --loadgen-nodes new"
+            )
+
     def _within_the_workers(self) -> None:
         """Refuse load the workers cannot offer (a billion users would be reported as tried)."""
-        most = self.workers * MAX_USERS_PER_WORKER
+        if self.workers is None and self.cloud:
+            return  # the load-test stack is sized for the plan (``loadtest.cloud.sizing``)
+        workers = self.workers or LOCAL_WORKERS
+        most = workers * MAX_USERS_PER_WORKER
         counts = {
             "--users": self.users,
             "--max-users": self.max_users,
@@ -237,16 +300,16 @@ class RunOptions(BaseModel):
         for option, value in counts.items():
             if value is not None and value > most:
                 raise _usage(
-                    f"{option} {value}: at most {most:,} users with --workers {self.workers} "
+                    f"{option} {value}: at most {most:,} users with --workers {workers} "
                     f"(each worker process runs up to {MAX_USERS_PER_WORKER:,}, one connection "
                     f"each); add --workers (up to 64) or lower {option}"
                 )
-        fastest = self.workers * MAX_RATE_PER_WORKER
+        fastest = workers * MAX_RATE_PER_WORKER
         for rate in self.rate or []:
             if rate > fastest:
                 raise _usage(
                     f"--rate {rate:g}: at most {fastest:g} requests/s with --workers "
-                    f"{self.workers} (one worker process sends up to {MAX_RATE_PER_WORKER:g} "
+                    f"{workers} (one worker process sends up to {MAX_RATE_PER_WORKER:g} "
                     "a second); add --workers (up to 64) or lower --rate"
                 )
 
@@ -260,8 +323,13 @@ class RunOptions(BaseModel):
 
     @property
     def local(self) -> bool:
-        """Without ``--url`` the run starts the local autoscaling twin."""
-        return self.url is None
+        """Without ``--url`` or ``--stack`` the run starts the local autoscaling twin."""
+        return self.url is None and self.stack is None
+
+    @property
+    def cloud(self) -> bool:
+        """The run goes through a load-test stack (``--stack``, or its rehearsal)."""
+        return self.stack is not None or self.rehearse
 
     @property
     def plan_name(self) -> str:
@@ -276,7 +344,7 @@ class RunOptions(BaseModel):
 
     @property
     def effective_time_scale(self) -> float:
-        """``--time-scale``, else 1 against an endpoint and ``LOCAL_TIME_SCALE`` locally."""
+        """``--time-scale``, else 1 in a cluster or at a URL, ``LOCAL_TIME_SCALE`` at the twin."""
         if self.time_scale is not None:
             return self.time_scale
         return LOCAL_TIME_SCALE if self.local else 1.0
@@ -347,6 +415,8 @@ class AutoscalingInfo(FileModel):
     triggers: dict[str, AutoscalingTrigger]
     min_replicas: int | None = None
     model: str | None = None
+    served_name: str | None = None
+    """The name the fleet serves the model under (vLLM's ``--served-model-name``)."""
     gpu: str | None = None
     instance_type: str | None = None
     gpus_per_node: int | None = None

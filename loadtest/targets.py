@@ -25,7 +25,7 @@ from typing import IO, Any
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, ValidationError
 
-from domain import vllm_metrics
+from domain import lifeline, vllm_metrics
 from domain.catalog import CapacityType
 from domain.run_cost import PlatformInfo
 from domain.topology import FLEET_STATUS_PATH
@@ -276,7 +276,8 @@ class ProcessTarget(Target):
             self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             self.command,
-            env={**os.environ, **self.env} if self.env else None,
+            # The lifeline stops the server if this process dies without stopping it.
+            env={**os.environ, **(self.env or {}), **lifeline.child_env()},
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -345,10 +346,12 @@ class FleetTarget(ProcessTarget):
         self.fleet = fleet
         self.capacity_type: CapacityType = capacity_type
         self.platform = platform
-        self.model = fleet.model
+        self.model = fleet.served_name or fleet.model
+        """The name requests carry: the stack's served name, as vLLM serves it."""
         self.time_scale = time_scale
+        served = f" as {self.model}" if self.model != fleet.model else ""
         self.description = (
-            f"the autoscaling twin ({self.model} on {fleet.gpu}, {fleet.instance_type}, "
+            f"the autoscaling twin ({fleet.model}{served} on {fleet.gpu}, {fleet.instance_type}, "
             f"{fleet.min_replicas}-{fleet.max_replicas} replicas) at {self.base_url}"
         )
 
@@ -358,7 +361,7 @@ class FleetTarget(ProcessTarget):
         return FleetTargetInfo(
             url=self.base_url,
             description=self.description,
-            model=self.model,
+            model=fleet.model,
             gpu=fleet.gpu or "",
             instance_type=fleet.instance_type or "",
             replicas=fleet.min_replicas or 1,
@@ -423,13 +426,24 @@ class _FleetStatus(BaseModel):
 class FixedLatencyTarget(ProcessTarget):
     """The fixed-latency server (tests and benchmarks): known TTFT and ITL, no model."""
 
-    def __init__(self, ttft_ms: float, itl_ms: float, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        ttft_ms: float,
+        itl_ms: float,
+        log_path: Path | None = None,
+        *,
+        models: tuple[str, ...] = (),
+        api_key: str | None = None,
+    ) -> None:
         port = free_port()
         command = [
             sys.executable, "-m", "loadtest.fixed_latency_server",
             "--port", str(port), "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms),
         ]  # fmt: skip
-        super().__init__(command, port, log_path)
+        for name in models:
+            command += ["--model", name]
+        env = {"QWEN_STRESS_FIXED_SERVER_KEY": api_key} if api_key else None
+        super().__init__(command, port, log_path, env)
         self.description = f"the fixed-latency server (TTFT {ttft_ms:g} ms, ITL {itl_ms:g} ms)"
 
     def stats(self) -> dict[str, Any]:

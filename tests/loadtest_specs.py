@@ -5,8 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from domain.stack_config import TagsConfig
+from domain.stack_config import TagsConfig, load_stack_file
+from loadtest import workload
+from loadtest.cloud import delivery
 from loadtest.cloud.spec import CodeImage, CodeWheel, LoadGenOptions, LoadTestSpec, PlatformOutputs
+from loadtest.cluster_target import ClusterFleet
+from loadtest.payload import RunPayload
+from loadtest.schema import RunOptions
 
 API_KEY = "sk-" + "q" * 45
 KUBECONFIG = '{"apiVersion": "v1", "kind": "Config", "clusters": [{"name": "kc-marker"}]}'
@@ -52,3 +57,16 @@ def spec(
         "expires_at": datetime(2026, 1, 1, 14, 15, tzinfo=UTC),
     }
     return LoadTestSpec(**(values | overrides))
+
+
+def run_payload() -> RunPayload:
+    """A capacity plan's payload for the dev stack, as the CLI writes it for the pods."""
+    stack = load_stack_file(delivery.source_root() / "Pulumi.dev.yaml")
+    return RunPayload(
+        options=RunOptions(
+            stack="dev", plan="capacity", baseline_users=10, max_users=50, step_users=20
+        ),
+        workload=workload.load(None).with_max_tokens(16),
+        cluster=ClusterFleet.from_stack(stack),
+        command=["qwen-stress", "run", "--stack", "dev"],
+    )

@@ -58,3 +58,12 @@ ENV_WORKERS = "QWEN_STRESS_WORKERS"
 ENV_API_PORT = "QWEN_STRESS_API_PORT"
 ENV_PROMETHEUS_URL = "QWEN_STRESS_PROMETHEUS_URL"
 ENV_RUN_DIR = "QWEN_STRESS_RUN_DIR"
+ENV_BIND_HOST = "QWEN_STRESS_BIND_HOST"
+"""Master only, optional: the address its Locust and API ports listen on (default: every
+interface of the pod, which the NetworkPolicy guards). The rehearsal sets ``127.0.0.1``."""
+ENV_JOB_INDEX = "JOB_COMPLETION_INDEX"
+"""Set by Kubernetes in each pod of an Indexed Job (the worker's number); the rehearsal sets it."""
+
+WORKER_WAIT_S = 300.0
+"""How long the master waits for every worker to connect: on fresh nodes a worker pod pulls its
+image or installs the wheel (up to 3 minutes) before it starts."""

@@ -163,6 +163,17 @@ class LoadGenOptions(BaseModel):
         sizing.loadgen_instance(value)
         return value
 
+    def size(self, peak_users: int) -> sizing.Sizing:
+        """Nodes and workers for a plan peaking at ``peak_users`` (``SizingError`` if too many)."""
+        return sizing.size(
+            peak_users,
+            nodes=self.nodes,
+            instance_type=self.instance_type,
+            capacity_type=self.capacity_type,
+            workers=self.workers,
+            users_per_worker=self.users_per_worker,
+        )
+
     @model_validator(mode="after")
     def _existing_takes_no_node_options(self) -> LoadGenOptions:
         given = {"instance_type", "capacity_type"} & self.model_fields_set
@@ -274,14 +285,7 @@ class LoadTestSpec(BaseModel):
 
     def sizing(self) -> sizing.Sizing:
         """Nodes and workers for this run (``SizingError`` if the options cannot carry it)."""
-        return sizing.size(
-            self.peak_users,
-            nodes=self.loadgen.nodes,
-            instance_type=self.loadgen.instance_type,
-            capacity_type=self.loadgen.capacity_type,
-            workers=self.loadgen.workers,
-            users_per_worker=self.loadgen.users_per_worker,
-        )
+        return self.loadgen.size(self.peak_users)
 
     @property
     def deadline_seconds(self) -> int:

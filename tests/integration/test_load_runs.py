@@ -475,14 +475,14 @@ def test_one_instant_ends_a_step_and_starts_the_next(tmp_path: Path) -> None:
         f"""
     import itertools, time
     from pathlib import Path
-    from loadtest import local_runner, plans, run_files, slo, workload
+    from loadtest import plan_run, plans, run_files, slo, workload
     from loadtest.run_spec import RunSpec
     from loadtest.schema import RunOptions
     from loadtest.targets import UrlTarget
 
     clock = itertools.count(1_000_000.0, 0.007)
     time.time = lambda: next(clock)
-    local_runner.VERDICT_GRACE_S = 0.0
+    plan_run.VERDICT_GRACE_S = 0.0
 
     class Runner:
         user_count = target_user_count = 0
@@ -506,7 +506,10 @@ def test_one_instant_ends_a_step_and_starts_the_next(tmp_path: Path) -> None:
         model="m",
         options=RunOptions(),
     )
-    run = local_runner.LocalRun(spec)
+    class Workers:  # the plan driver never asks the workers
+        count = 1
+
+    run = plan_run.PlanRun(spec, Workers(), port=0)
     run.t0 = time.time()
     run.events = run_files.JsonlWriter(Path({str(tmp_path)!r}) / "events.jsonl")
     run._drive(Runner(), Collector())
@@ -572,12 +575,12 @@ def test_a_rate_message_after_the_users_started_still_bounds_them(tmp_path: Path
 
 CRASH = """
 import sys
-from loadtest import local_runner
+from loadtest import plan_run
 
 def crash(*_args, **_kwargs):
     raise RuntimeError("injected failure")
 
-owner = {"plan driver": local_runner.Collector, "sampler": local_runner.LocalRun}[sys.argv[1]]
+owner = {"plan driver": plan_run.Collector, "sampler": plan_run.PlanRun}[sys.argv[1]]
 setattr(owner, sys.argv[2], crash)
 from loadtest.cli import main
 sys.argv = ["qwen-stress", *sys.argv[3:]]

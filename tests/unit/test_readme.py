@@ -157,13 +157,19 @@ def test_the_load_test_limits_and_failure_reasons_in_the_readme_are_the_code() -
         f"{workload.MAX_EXPANDED_CHARS // 1024**2} MiB of text; a `weight` is at most "
         f"{workload.MAX_WEIGHT:,.0f}" in text
     )
-    assert f"(every user count: at most {schema.MAX_USERS_PER_WORKER:,} per worker)" in text
+    assert f"Every user count: at most {schema.MAX_USERS_PER_WORKER:,} per worker." in text
     assert f"one step per rate (at most {schema.MAX_RATE_PER_WORKER:,.0f} per worker)" in text
     low, high = TIME_SCALES
-    assert f"control plane; {low:g} to {high:g} |" in text
+    assert f"Multiplies every plan duration, {low:g} to {high:g};" in text
     reasons = text.split("Failure reasons: ", 1)[1].split(" After a ", 1)[0]
     named = {v for k, v in vars(records).items() if k.startswith("REASON_")}
     assert {r for r in named if f"`{r}`" not in reasons} == set()
+
+
+def test_run_flags_table_is_what_run_help_says() -> None:
+    from loadtest import run_flags  # noqa: PLC0415
+
+    assert _block(run_flags.MARKER) == run_flags.reference(), _regenerate("loadtest.run_flags")
 
 
 def _table(heading: str) -> dict[str, str]:

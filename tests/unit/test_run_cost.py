@@ -321,7 +321,7 @@ def test_a_twin_of_a_stack_file_records_its_capacity_type_and_platform(tmp_path:
     )
     stack_file = tmp_path / "Pulumi.spotty.yaml"
     stack_file.write_text(text)
-    target = run_cli._local_target(
+    target = run_cli.local_target(
         None, None, stack_file, tmp_path, api_key="k", time_scale=0.1
     ).info()
     assert target.capacity_type == "spot"
@@ -494,3 +494,21 @@ def test_a_time_scale_that_is_not_positive_is_left_out_and_said(tmp_path: Path) 
 def test_an_absurd_hourly_price_is_refused() -> None:
     with pytest.raises(OptionsError, match=r"^--hourly-usd 2000000.0: input should be less than"):
         RunOptions.from_flags(url="http://h", hourly_usd=2e6)
+
+
+def test_a_rehearsal_is_priced_for_the_plan_it_stands_for(cloud: tuple[Path, Summary]) -> None:
+    """The stack lived seconds here; its nodes and the platform count over the unscaled load."""
+    files = _cloud_files(cloud, [])
+    options = RunOptions(rehearse=True, config=ROOT / "Pulumi.dev.yaml", time_scale=0.1)
+    config = files.config.model_copy(update={"options": options, "time_scale": 0.1})
+    destroyed = StackDestroyed(
+        t=0, at=cloud_run.T0, stack="s", lifetime_s=90.0, destroy_s=1, attempts=1
+    )
+    c = cost.estimate(cost.RunFiles(config, [destroyed], [], files.window, files.overall, 0.5))
+    unscaled_h = cloud_run.LOAD_S / HOUR / 0.1
+    quantities = {p.kind: p.quantity for p in c.parts}
+    assert quantities["gpu_nodes"] == 0.5  # the twin's own hours, already of the plan
+    assert quantities["loadgen_nodes"] == pytest.approx(2 * unscaled_h, abs=1e-6)
+    assert quantities["control_plane"] == pytest.approx(unscaled_h, abs=1e-6)
+    assert "over the load of the plan the rehearsal stands for (200.0 min)" in c.basis
+    assert c.output_tokens == pytest.approx(cloud_run.OUTPUT_TOKENS / 0.1)

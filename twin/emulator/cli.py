@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from domain import lifeline
 from domain.catalog import CatalogError
 from domain.fit import FitError
 from domain.validation import check_range
@@ -84,7 +85,10 @@ def serve_until_signal(
     host: str,
     port: int,
 ) -> None:
-    """Start a server, serve until SIGINT or SIGTERM, then ``stop`` it (which drains).
+    """Start a server, serve until SIGINT, SIGTERM or SIGHUP, then ``stop`` it (which drains).
+
+    A server started by another process (a load test's twin) also stops when that process is
+    gone (``domain.lifeline``).
 
     ``start`` returns the line announcing where it serves. A socket error while starting, and
     only then, is the address's fault: it is printed as such, exit code 1.
@@ -93,7 +97,9 @@ def serve_until_signal(
     async def main() -> None:
         signalled = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP: the terminal that started it closed. The lifeline's SIGTERM: the process that
+        # started it (a load test) died without stopping it.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, signalled.set)
         try:
             banner = await start()
@@ -104,6 +110,7 @@ def serve_until_signal(
         await signalled.wait()
         await stop()
 
+    lifeline.hold()
     try:
         event_loop_runner()(main())
     except _ListenError as exc:

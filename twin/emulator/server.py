@@ -44,6 +44,7 @@ class ReplicaServer:
         spec: ReplicaSpec | None = None,
         counter: TokenCounter | None = None,
         http_limits: HttpLimits | None = None,
+        served_name: str | None = None,
     ) -> None:
         if spec is None:
             spec = replica_spec(
@@ -54,11 +55,12 @@ class ReplicaServer:
                 tensor_parallel=tensor_parallel,
             )
         self.spec: ReplicaSpec = spec
-        self.model_name = self.spec.model.name
+        # As vLLM's --served-model-name: what clients send and the metrics' model_name label.
+        self.model_name = served_name or self.spec.model.name
         self.metrics = ReplicaMetrics(self.model_name)
         self.driver = EngineDriver(self.spec.new_engine(), self.metrics)
         if counter is None:
-            counter = token_counter(self.model_name, tokenizer_file)
+            counter = token_counter(self.spec.model.name, tokenizer_file)
         self.counter: TokenCounter = counter
         settings = ApiSettings(
             served_model=self.model_name,

@@ -89,7 +89,7 @@ class Fleet:
             {FLEET_STATUS_PATH: self._status_route, prometheus_api.QUERY_PATH: self._query_route}
         )
         self.queries = FleetQueries(
-            served_name=spec.model,
+            served_name=spec.served,
             gpus_per_node=spec.pool.gpus_per_node,
             triggers=tuple(spec.autoscaling.triggers()),
         )
@@ -162,7 +162,12 @@ class Fleet:
     async def _serve(self, pod: Pod) -> None:
         replica, counter = self._replica
         server = ReplicaServer(
-            self.spec.model, self.spec.gpu, api_key=self.api_key, spec=replica, counter=counter
+            self.spec.model,
+            self.spec.gpu,
+            api_key=self.api_key,
+            spec=replica,
+            counter=counter,
+            served_name=self.spec.served,
         )
         port = await server.start(self.host, 0)
         self.servers[pod.name] = server

@@ -37,6 +37,14 @@ class FleetSpec:
     autoscaling: AutoscalingSpec
     pool: NodePool
     timings: Timings
+    served_name: str = ""
+    """What clients send as ``model`` and what the metrics' ``model_name`` says (vLLM's
+    ``--served-model-name``); empty: the checkpoint's name."""
+
+    @property
+    def served(self) -> str:
+        """The name the replicas serve the model under."""
+        return self.served_name or self.model
 
     @classmethod
     def from_stack(cls, stack: StackConfig) -> FleetSpec:
@@ -65,6 +73,7 @@ class FleetSpec:
                 max_nodes=stack.gpu.max_nodes,
             ),
             timings=timings(stack.model.name, stack.cluster_autoscaler),
+            served_name=stack.model.served,
         )
 
     @classmethod
@@ -112,6 +121,7 @@ class FleetSpec:
         spec = self.autoscaling
         return {
             "model": self.model,
+            "served_name": self.served,
             "gpu": self.gpu,
             "instance_type": self.instance_type,
             "gpus_per_node": self.pool.gpus_per_node,
