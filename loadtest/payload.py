@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from domain.run_cost import LoadGenInfo
 from loadtest.cluster_target import ClusterFleet
 from loadtest.plans import Plan
-from loadtest.schema import RunOptions
+from loadtest.run_options import RunOptions
 from loadtest.workload import Workload
 
 PAYLOAD_VERSION = 1

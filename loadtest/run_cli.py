@@ -28,17 +28,16 @@ from loadtest.cloud.sizing import (
     EXISTING_MAX_WORKERS,
 )
 from loadtest.redact import Redactor
-from loadtest.run_spec import RunSpec
-from loadtest.schema import (
+from loadtest.run_options import (
     LOCAL_TIME_SCALE,
     LOCAL_WORKERS,
     MAX_RATE_PER_WORKER,
     MAX_USERS_PER_WORKER,
-    AutoscalingInfo,
     OptionsError,
     RunOptions,
-    Summary,
 )
+from loadtest.run_spec import RunSpec
+from loadtest.schema import AutoscalingInfo, Summary
 from loadtest.targets import (
     POD_METRICS_NOTE,
     FleetTarget,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from domain.run_cost import LoadGenInfo
 from loadtest.plans import Plan, PlanOptions
-from loadtest.schema import RunOptions
+from loadtest.run_options import RunOptions
 from loadtest.slo import Slo
 from loadtest.targets import Target
 from loadtest.workload import Workload

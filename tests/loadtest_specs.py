@@ -11,7 +11,7 @@ from loadtest.cloud import delivery
 from loadtest.cloud.spec import CodeImage, CodeWheel, LoadGenOptions, LoadTestSpec, PlatformOutputs
 from loadtest.cluster_target import ClusterFleet
 from loadtest.payload import RunPayload
-from loadtest.schema import RunOptions
+from loadtest.run_options import RunOptions
 
 API_KEY = "sk-" + "q" * 45
 KUBECONFIG = '{"apiVersion": "v1", "kind": "Config", "clusters": [{"name": "kc-marker"}]}'

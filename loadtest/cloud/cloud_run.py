@@ -37,7 +37,7 @@ from loadtest.cloud.workspace import StackRef, Workspace, WorkspaceError
 from loadtest.cluster_target import ClusterFleet
 from loadtest.payload import RunPayload
 from loadtest.redact import Redactor
-from loadtest.schema import RunOptions
+from loadtest.run_options import RunOptions
 from loadtest.workload import Workload
 
 _RUN_ID_CHARS = re.compile(r"[^a-z0-9-]+")

@@ -22,7 +22,8 @@ from loadtest.cloud import cloud_run
 from loadtest.cloud.journal import Journal
 from loadtest.cloud.orchestrator import PreflightError
 from loadtest.cloud.workspace import StackRef
-from loadtest.schema import RunOptions, Summary
+from loadtest.run_options import RunOptions
+from loadtest.schema import Summary
 from loadtest.targets import TargetError
 
 

@@ -477,7 +477,7 @@ def test_one_instant_ends_a_step_and_starts_the_next(tmp_path: Path) -> None:
     from pathlib import Path
     from loadtest import plan_run, plans, run_files, slo, workload
     from loadtest.run_spec import RunSpec
-    from loadtest.schema import RunOptions
+    from loadtest.run_options import RunOptions
     from loadtest.targets import UrlTarget
 
     clock = itertools.count(1_000_000.0, 0.007)

@@ -35,7 +35,8 @@ from loadtest.cloud.run_events import RunEventLog
 from loadtest.cloud.spec import CodeWheel, LoadGenOptions
 from loadtest.cluster_target import ClusterFleet
 from loadtest.payload import RunPayload
-from loadtest.schema import RunConfig, RunOptions
+from loadtest.run_options import RunOptions
+from loadtest.schema import RunConfig
 from loadtest.targets import FixedLatencyTarget, free_port
 from tests.loadtest_specs import API_KEY, RUN_ID, WHEEL, platform, spec
 from tests.master_harness import FaultProxy

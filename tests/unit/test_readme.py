@@ -148,7 +148,7 @@ def test_policy_config_table_is_generated_from_the_config_files() -> None:
 
 def test_the_load_test_limits_and_failure_reasons_in_the_readme_are_the_code() -> None:
     from domain import yaml_input  # noqa: PLC0415
-    from loadtest import records, schema, workload  # noqa: PLC0415
+    from loadtest import records, run_options, workload  # noqa: PLC0415
 
     text = " ".join(README.split())
     assert (
@@ -157,8 +157,8 @@ def test_the_load_test_limits_and_failure_reasons_in_the_readme_are_the_code() -
         f"{workload.MAX_EXPANDED_CHARS // 1024**2} MiB of text; a `weight` is at most "
         f"{workload.MAX_WEIGHT:,.0f}" in text
     )
-    assert f"Every user count: at most {schema.MAX_USERS_PER_WORKER:,} per worker." in text
-    assert f"one step per rate (at most {schema.MAX_RATE_PER_WORKER:,.0f} per worker)" in text
+    assert f"Every user count: at most {run_options.MAX_USERS_PER_WORKER:,} per worker." in text
+    assert f"one step per rate (at most {run_options.MAX_RATE_PER_WORKER:,.0f} per worker)" in text
     low, high = TIME_SCALES
     assert f"Multiplies every plan duration, {low:g} to {high:g};" in text
     reasons = text.split("Failure reasons: ", 1)[1].split(" After a ", 1)[0]

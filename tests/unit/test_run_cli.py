@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 from domain.vllm_args import API_KEY_ENV
 from loadtest import run_cli, targets
 from loadtest.cli import app
+from loadtest.run_options import LOCAL_TIME_SCALE, OptionsError, RunOptions
 from loadtest.run_spec import RunSpec
-from loadtest.schema import LOCAL_TIME_SCALE, AutoscalingInfo, OptionsError, RunOptions
+from loadtest.schema import AutoscalingInfo
 from loadtest.targets import FleetTarget, api_base
 
 URL = ["--url", "http://127.0.0.1:9", "--model", "m"]

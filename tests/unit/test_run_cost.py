@@ -26,15 +26,14 @@ from domain.run_cost import LoadGenInfo, PlatformInfo, money, node_rate
 from domain.stack_config import load_stack_file
 from loadtest import cost, run_cli, run_files, summary
 from loadtest.cluster_target import ClusterTarget
+from loadtest.run_options import OptionsError, RunOptions
 from loadtest.schema import (
     AutoscalingInfo,
     ClusterTargetInfo,
     FleetMetricsInfo,
-    OptionsError,
     PlanInfo,
     RunConfig,
     RunEvent,
-    RunOptions,
     StackDestroyed,
     StackDestroyFailed,
     StackUp,

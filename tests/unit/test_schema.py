@@ -11,6 +11,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from loadtest import summary
 from loadtest.run_data import RunData
+from loadtest.run_options import RunOptions
 from loadtest.schema import (
     SCHEMA_VERSION,
     UNVERSIONED,
@@ -22,7 +23,6 @@ from loadtest.schema import (
     OtherTarget,
     RunConfig,
     RunEvent,
-    RunOptions,
     StackDestroyed,
     StackUp,
     StepStart,
