@@ -195,6 +195,9 @@ def refresh(
     from costs import refresh as ref  # noqa: PLC0415
     from domain import catalog, prices  # noqa: PLC0415
 
+    problem = prices.region_problem(region)
+    if problem is not None:
+        fail(f"--region {problem}")
     typer.echo(f"asking the AWS Pricing API and EC2 spot price history for {region}...", err=True)
     try:
         done = ref.refresh(

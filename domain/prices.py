@@ -15,6 +15,7 @@ Pricing API and EC2 spot history, which ``current(R)`` then picks up:
 from __future__ import annotations
 
 import os
+import re
 from datetime import date
 from functools import cache, lru_cache
 from pathlib import Path
@@ -162,8 +163,22 @@ def prices_dir() -> Path:
     return Path(cache_home) / "qwen-stress"
 
 
+REGION = re.compile(r"[a-z]{2}(-[a-z]+){1,2}-[0-9]{1,2}")
+"""An AWS region's name (``us-east-1``, ``us-gov-west-1``): it becomes part of a file name."""
+
+
+def region_problem(region: str) -> str | None:
+    """Why ``region`` cannot be an AWS region's name (None: it can)."""
+    if REGION.fullmatch(region):
+        return None
+    return f"{region!r} is not an AWS region name; write one like us-east-1 or eu-west-2"
+
+
 def table_path(region: str) -> Path:
     """The file ``prices refresh --region R`` writes and ``current(R)`` reads."""
+    problem = region_problem(region)
+    if problem is not None:  # the name is part of a path: never one outside the directory
+        raise ValueError(problem)
     return prices_dir() / f"prices-{region}.json"
 
 
@@ -198,7 +213,8 @@ def current(region: str = BUNDLED_REGION) -> PriceTable:
     pinned = os.environ.get(PRICES_ENV)
     if pinned:
         return load(Path(pinned))
-    path = table_path(region)
-    if path.exists():
-        return load(path)
+    if region_problem(region) is None:  # no name of a region, so no refreshed table of one
+        path = table_path(region)
+        if path.exists():
+            return load(path)
     return bundled()

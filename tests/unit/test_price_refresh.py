@@ -212,3 +212,30 @@ def test_cli_without_network_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     line = _one_line_error(["prices", "refresh"])
     assert "cannot reach AWS" in line and "AWS_ENDPOINT_URL" in line
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("region", ["../../etc/x", "us-east-1/../../x", "US-EAST-1", "", "nowhere"])
+def test_a_region_that_is_no_region_name_is_refused_before_aws_is_asked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, region: str
+) -> None:
+    monkeypatch.setenv(prices.PRICES_DIR_ENV, str(tmp_path / "prices"))
+    # Nothing listens there: had the command gone on, it would say it cannot reach AWS.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    line = _one_line_error(["prices", "refresh", "--region", region])
+    assert line.startswith(f"error: --region {region!r} is not an AWS region name"), line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_region_names_aws_uses_are_accepted() -> None:
+    for region in ("us-east-1", "eu-west-2", "ap-southeast-4", "us-gov-west-1", "il-central-1"):
+        assert prices.region_problem(region) is None, region
+        assert prices.table_path(region).name == f"prices-{region}.json"
+
+
+def test_a_stack_region_that_is_no_region_name_is_priced_with_the_bundled_table(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(prices.PRICES_ENV, raising=False)
+    monkeypatch.setenv(prices.PRICES_DIR_ENV, str(tmp_path))
+    (tmp_path / "evil.json").write_text("not a table")  # what prices-../evil.json would reach
+    assert prices.current("../evil") == prices.bundled()
