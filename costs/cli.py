@@ -179,7 +179,7 @@ def report(
         typer.echo(text, nl=False)
         return
     out.write_text(text, encoding="utf-8")
-    typer.echo(f"wrote {out} ({len(run_dirs)} runs)")
+    typer.echo(f"wrote {out} ({len(run_dirs)} run{'' if len(run_dirs) == 1 else 's'})")
 
 
 @prices_app.command("refresh")
