@@ -81,8 +81,13 @@ class Line:
             "service": SERVICES[self.kind],
             "count": {"min": self.min_count, "max": self.max_count},
             "usd_per_hour_each": self.unit_usd,
-            "hourly_usd": {"min": self.min_usd, "max": self.max_usd},
+            "hourly_usd": {"min": _usd(self.min_usd), "max": _usd(self.max_usd)},
         }
+
+
+def _usd(value: float) -> float:
+    """A dollar figure for JSON: 1.011, not the float sum's 1.0110000000000001."""
+    return round(value, 8)
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,7 @@ class HourlyCost:
     def to_json(self) -> dict[str, Any]:
         """``{"hourly_usd": {"min", "max"}, "lines": [...], "prices": {...}, "notes": [...]}``."""
         return {
-            "hourly_usd": {"min": self.min_usd, "max": self.max_usd},
+            "hourly_usd": {"min": _usd(self.min_usd), "max": _usd(self.max_usd)},
             "lines": [line.to_json() for line in self.lines],
             "prices": self.prices.describe(),
             "not_included": NOT_INCLUDED,

@@ -300,3 +300,13 @@ def test_preview_cost_rises_with_max_nodes(low: int, extra: int, more: int) -> N
     assert base.min_usd <= base.max_usd
     assert bigger.max_usd > base.max_usd
     assert bigger.min_usd == base.min_usd
+
+
+def test_json_dollars_carry_no_float_noise() -> None:
+    """0.1 + 0.045 + ... prints as 1.0110000000000001 unrounded; a script reading it should not."""
+    done = runner.invoke(
+        app, ["cost", "estimate", "--config", str(ROOT / "Pulumi.dev.yaml"), "--json"]
+    )
+    assert done.exit_code == 0, done.output
+    hourly = json.loads(done.output)["hourly_usd"]
+    assert all(len(repr(v).split(".")[-1]) <= 8 for v in hourly.values()), hourly
