@@ -171,15 +171,28 @@ def report(
 
     if output_format not in rep.FORMATS:
         fail(f"--format {output_format!r}: use md, csv or html")
+    # The same directory named twice (runs/a runs/a/) is one run, not two in the totals.
+    unique = list({d.resolve(): d for d in run_dirs}.values())
     try:
-        text = rep.RENDER[output_format](rep.rows(run_dirs))
+        text = rep.RENDER[output_format](rep.rows(unique))
     except RunReadError as err:
         fail(str(err))
     if out is None:
         typer.echo(text, nl=False)
         return
-    out.write_text(text, encoding="utf-8")
-    typer.echo(f"wrote {out} ({len(run_dirs)} run{'' if len(run_dirs) == 1 else 's'})")
+    _write(out, text, "--out")
+    typer.echo(f"wrote {out} ({len(unique)} run{'' if len(unique) == 1 else 's'})")
+
+
+def _write(path: Path, text: str, setting: str) -> None:
+    """Write ``text`` to ``path``; a place that cannot take it is one line naming ``setting``."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        fail(
+            f"{setting} {path}: cannot write there ({err.strerror or err}); name a file you "
+            "can write"
+        )
 
 
 @prices_app.command("refresh")
@@ -198,6 +211,8 @@ def refresh(
     problem = prices.region_problem(region)
     if problem is not None:
         fail(f"--region {problem}")
+    if out is not None and out.is_dir():  # found out before AWS is asked, not after
+        fail(f"--out {out} is a directory; name the table's file, like {out}/prices-{region}.json")
     typer.echo(f"asking the AWS Pricing API and EC2 spot price history for {region}...", err=True)
     try:
         done = ref.refresh(
@@ -214,7 +229,10 @@ def refresh(
             err, "reading AWS prices", "pricing:GetProducts and ec2:DescribeSpotPriceHistory"
         )
     path = out or prices.table_path(region)
-    done.table.write(path)
+    try:
+        done.table.write(path)
+    except OSError as err:
+        fail(f"--out {path}: cannot write the table there ({err.strerror or err}); pass --out FILE")
     typer.echo(f"wrote {path}: {done.table.label()}, {len(done.table.instances)} instance types")
     if done.missing:
         typer.echo(f"not sold in {region}: {', '.join(done.missing)}")

@@ -36,6 +36,10 @@ LOCAL_WORKERS = 2
 MAX_USERS_PER_WORKER = 1000
 """Concurrent users one worker process may run: each holds a connection, and a process may open
 1,024 files by default; its timing degrades well before (see ``make bench``)."""
+MAX_WORKERS = 64
+"""Worker processes (or pods) one run may have (``--workers``, and a cloud run's own sizing)."""
+CLOUD_USERS_PER_WORKER = 128
+"""Users one worker pod carries when a cloud run sizes itself (``make bench``: timing holds)."""
 MAX_RATE_PER_WORKER = 1000.0
 """Open-loop arrivals per second one worker process may be asked for: one core sends about a
 thousand requests a second at most, and an arrival loop that falls behind never yields."""
@@ -82,7 +86,7 @@ class OptionsError(ValueError):
     """A flag of ``run`` is wrong; the message names it (printed as one line, exit code 2)."""
 
 
-_STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9][A-Za-z0-9._-]{0,99}){0,2}")
+STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9][A-Za-z0-9._-]{0,99}){0,2}")
 """A stack as Pulumi names it: ``dev``, ``project/dev``, ``org/project/dev``."""
 
 _PLANS_OF = {"--users": ("fixed", "soak"), "--duration": ("fixed",), "--rate": ("poisson",)}
@@ -116,7 +120,7 @@ class RunOptions(BaseModel):
     max_users: int = Field(default=500, ge=1)
     soak: Seconds = Field(default=600.0, ge=0)
     time_scale: float | None = Field(default=None, ge=TIME_SCALES[0], le=TIME_SCALES[1])
-    workers: int | None = Field(default=None, ge=1, le=64)
+    workers: int | None = Field(default=None, ge=1, le=MAX_WORKERS)
     """None: ``LOCAL_WORKERS`` locally; in the cloud, a worker in every slot of the
     load-generator nodes."""
     workload: Path | None = None
@@ -212,7 +216,7 @@ class RunOptions(BaseModel):
                     "them with --stack (or --rehearse)"
                 )
             return
-        if self.stack is not None and not _STACK_NAME.fullmatch(self.stack.strip()):
+        if self.stack is not None and not STACK_NAME.fullmatch(self.stack.strip()):
             raise _usage(
                 f"--stack {self.stack!r}: write it as Pulumi names it, like dev or "
                 "org/qwen-stress/dev (letters, digits, '.', '_' and '-')"
@@ -237,31 +241,49 @@ class RunOptions(BaseModel):
             )
 
     def _within_the_workers(self) -> None:
-        """Refuse load the workers cannot offer (a billion users would be reported as tried)."""
-        if self.workers is None and self.cloud:
-            return  # the load-test stack is sized for the plan (``loadtest.cloud.sizing``)
-        workers = self.workers or LOCAL_WORKERS
-        most = workers * MAX_USERS_PER_WORKER
+        """Refuse load the workers cannot offer (a billion users would be reported as tried).
+
+        A cloud run or rehearsal without ``--workers`` is sized for its plan
+        (``loadtest.cloud.sizing``), but never beyond ``MAX_WORKERS`` worker pods of
+        ``CLOUD_USERS_PER_WORKER`` users: a bigger plan would not even be laid out in memory.
+        """
         counts = {
             "--users": self.users,
             "--max-users": self.max_users,
             "--baseline-users": self.baseline_users,
             "--step-users": self.step_users,
         }
+        if self.workers is None and self.cloud:
+            most, why = (
+                MAX_WORKERS * CLOUD_USERS_PER_WORKER,
+                (
+                    f"in a cloud run or rehearsal ({MAX_WORKERS} worker pods of up to "
+                    f"{CLOUD_USERS_PER_WORKER} users);"
+                ),
+            )
+            fastest, pace = MAX_WORKERS * MAX_RATE_PER_WORKER, f"{MAX_WORKERS} worker pods;"
+        else:
+            workers = self.workers or LOCAL_WORKERS
+            most, why = (
+                workers * MAX_USERS_PER_WORKER,
+                (
+                    f"with --workers {workers} (each worker process runs up to "
+                    f"{MAX_USERS_PER_WORKER:,}, one connection each); add --workers (up to "
+                    f"{MAX_WORKERS}) or"
+                ),
+            )
+            fastest, pace = (
+                workers * MAX_RATE_PER_WORKER,
+                f"--workers {workers}; add --workers (up to {MAX_WORKERS}) or",
+            )
         for option, value in counts.items():
             if value is not None and value > most:
-                raise _usage(
-                    f"{option} {value}: at most {most:,} users with --workers {workers} "
-                    f"(each worker process runs up to {MAX_USERS_PER_WORKER:,}, one connection "
-                    f"each); add --workers (up to 64) or lower {option}"
-                )
-        fastest = workers * MAX_RATE_PER_WORKER
+                raise _usage(f"{option} {value}: at most {most:,} users {why} lower {option}")
         for rate in self.rate or []:
             if rate > fastest:
                 raise _usage(
-                    f"--rate {rate:g}: at most {fastest:g} requests/s with --workers "
-                    f"{workers} (one worker process sends up to {MAX_RATE_PER_WORKER:g} "
-                    "a second); add --workers (up to 64) or lower --rate"
+                    f"--rate {rate:g}: at most {fastest:g} requests/s with {pace} lower --rate "
+                    f"(one worker process sends up to {MAX_RATE_PER_WORKER:g} a second)"
                 )
 
     @classmethod

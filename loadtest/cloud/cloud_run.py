@@ -43,6 +43,10 @@ from loadtest.workload import Workload
 _RUN_ID_CHARS = re.compile(r"[^a-z0-9-]+")
 
 
+MAX_PLAN_S = 7 * 86400
+"""The longest plan a load-test stack runs (a week of nodes; a longer one is a mistake)."""
+
+
 class CloudUsageError(ValueError):
     """A flag, the stack file or the platform stack does not allow this run; nothing was made."""
 
@@ -77,7 +81,14 @@ def plan_extent(options: RunOptions) -> tuple[int, float]:
     peak = max((s.users for s in steps if s.users is not None), default=0)
     if any(s.rate is not None for s in steps):
         peak = max(peak, options.max_inflight)
-    return max(peak, 1), sum(s.duration_s for s in steps)
+    seconds = sum(s.duration_s for s in steps)
+    if seconds > MAX_PLAN_S:
+        raise CloudUsageError(
+            f"the plan lasts {seconds / 86400:,.1f} days; a load-test stack runs at most "
+            f"{MAX_PLAN_S // 86400} days (its Jobs' deadline and expiry follow the plan): "
+            "shorten --step-duration, --soak or --duration, or lower --time-scale"
+        )
+    return max(peak, 1), seconds
 
 
 def stack_file(options: RunOptions) -> tuple[Path, StackConfig]:

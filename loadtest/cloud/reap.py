@@ -78,15 +78,20 @@ def _key(stack: str) -> str:
     return stack.rsplit("/", 1)[-1]
 
 
-def find(workspace: Workspace, journal: Journal) -> tuple[list[Leftover], list[str]]:
-    """Every stack the backend or the journal knows, and warnings about what could not be read."""
+def find(workspace: Workspace, journal: Journal) -> tuple[list[Leftover], list[str], bool]:
+    """Every stack the backend or the journal knows, and what could not be read.
+
+    The flag says whether the backend could be listed at all.
+    """
     warnings: list[str] = []
     found: dict[str, Leftover] = {}
+    listed_ok = True
     try:
         listed = workspace.list_stacks()
     except WorkspaceError as err:
-        warnings.append(f"the backend's listing failed ({err}); only the journal was read")
-        listed = []
+        first = " ".join(str(err).split())[:300]
+        warnings.append(f"the backend's listing failed ({first}); only the journal was read")
+        listed, listed_ok = [], False
     for item in listed:
         row = found.setdefault(_key(item.name), Leftover(item.name))
         row.seen_in.add("backend")
@@ -106,7 +111,7 @@ def find(workspace: Workspace, journal: Journal) -> tuple[list[Leftover], list[s
         row.entry = entry
         row.created_at = row.created_at or entry.created_at
         row.expires_at = row.expires_at or entry.expires_at
-    return sorted(found.values(), key=lambda r: r.created_at or 0.0), warnings
+    return sorted(found.values(), key=lambda r: r.created_at or 0.0), warnings, listed_ok
 
 
 def _span(seconds: float) -> str:
@@ -132,16 +137,18 @@ def reap_stacks(
 ) -> int:
     """List the leftovers, destroy and remove the due ones; the exit code."""
     now = time.time() if now is None else now
-    rows, warnings = find(workspace, journal)
+    rows, warnings, listed_ok = find(workspace, journal)
     for warning in warnings:
         say(f"warning: {warning}")
+    # A listing that failed hides every stack the backend holds: never "nothing left", exit 0.
+    unlisted = 0 if listed_ok else EXIT_STACK_LEFT
     if only is not None:
         rows = [r for r in rows if _key(r.stack) == _key(only)] or [
             Leftover(only, seen_in={"--stack"})
         ]
     if not rows:
-        say("no load-test stack left behind")
-        return 0
+        say("no load-test stack in the journal" if unlisted else "no load-test stack left behind")
+        return unlisted
     say(f"{'STACK':<44} {'AGE':>7}  {'SEEN IN':<16} ACTION")
     due: list[Leftover] = []
     for row in rows:
@@ -156,7 +163,7 @@ def reap_stacks(
         if go:
             due.append(row)
     if dry_run or not due:
-        return 0
+        return unlisted
     failed = 0
     for row in due:
         say(f"reaping {row.stack}")
@@ -177,7 +184,7 @@ def reap_stacks(
             if row.entry is not None:
                 journal.update(row.stack, "destroy_failed", error=(result.error or "")[:500])
             say(f"{row.stack}: NOT destroyed: {result.error}")
-    return EXIT_STACK_LEFT if failed else 0
+    return EXIT_STACK_LEFT if failed else unlisted
 
 
 def reap(
@@ -206,6 +213,16 @@ def reap(
             err=True,
         )
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    from loadtest.run_options import STACK_NAME  # noqa: PLC0415 - pydantic: not at CLI start
+
+    if stack is not None and not STACK_NAME.fullmatch(stack.strip()):
+        typer.secho(
+            f"error: --stack {stack!r}: write it as Pulumi names it, like qwen-stress-loadtest/"
+            "<run id> as a failed run printed it (letters, digits, '.', '_' and '-')",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
     # Pulumi loads only here: `qwen-stress --help` and the other commands never need it.
     from loadtest.cloud.automation import AutomationWorkspace  # noqa: PLC0415
     from loadtest.cloud.journal import state_dir  # noqa: PLC0415

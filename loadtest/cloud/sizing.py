@@ -23,6 +23,7 @@ from domain import catalog
 from domain.catalog import CapacityType, InstanceSpec
 from domain.prices import current as current_prices
 from domain.run_cost import LoadGenInfo
+from loadtest.run_options import CLOUD_USERS_PER_WORKER, MAX_WORKERS
 
 DEFAULT_INSTANCE_TYPE = "c7i.2xlarge"
 """Compute-optimised (a Locust worker is CPU-bound: SSE parsing and timestamps per chunk),
@@ -30,7 +31,7 @@ current-generation Intel with deep spot pools in us-east-1 (SkyPilot catalog: $0
 against $0.357/h on demand), 2 GiB per vCPU (a worker needs about 1), and 8 vCPUs: 7 slots per
 node, so the vCPU held back costs 1/8 of a node, while a 4xlarge would round small runs up to
 twice the price."""
-DEFAULT_USERS_PER_WORKER = 128
+DEFAULT_USERS_PER_WORKER = CLOUD_USERS_PER_WORKER
 SYSTEM_RESERVED_VCPU = 1
 WORKER_CPU = 1
 WORKER_MEMORY_MIB = 1536
@@ -145,10 +146,15 @@ def size(
     if nodes == "existing":
         count = workers if workers is not None else needed
         if count > EXISTING_MAX_WORKERS:
+            asked = (
+                f"--workers {count}"
+                if workers is not None
+                else f"the plan needs {count} worker processes ({peak_users} users at up to "
+                f"{users_per_worker} each)"
+            )
             raise SizingError(
-                f"the plan needs {count} worker processes ({peak_users} users at up to "
-                f"{users_per_worker} each) and the system nodes carry at most "
-                f"{EXISTING_MAX_WORKERS}; use new load-generator nodes (--loadgen-nodes new)"
+                f"{asked} and the system nodes carry at most {EXISTING_MAX_WORKERS}; use new "
+                "load-generator nodes (--loadgen-nodes new)"
             )
         return Sizing(0, count, peak_users, users_per_worker, None, capacity_type)
 
@@ -162,8 +168,8 @@ def size(
             f"{MAX_NODES} a load-test stack may start; lower the plan's peak or use a larger "
             "instance type"
         )
-    if workers is None:
-        count = node_count * slots - 1
+    if workers is None:  # every slot, up to the most workers a run may have
+        count = min(node_count * slots - 1, MAX_WORKERS)
     return Sizing(node_count, count, peak_users, users_per_worker, instance, capacity_type)
 
 

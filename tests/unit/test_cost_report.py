@@ -158,3 +158,23 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
         assert done.exit_code == 2, done.output
         (line,) = done.output.strip().splitlines()
         assert words in line
+
+
+def test_a_run_named_twice_is_counted_once(three: list[Path]) -> None:
+    twice = [*map(str, three), str(three[0]) + "/", str(three[1])]
+    done = runner.invoke(app, ["cost", "report", *twice, "--format", "csv"])
+    assert done.exit_code == 0, done.output
+    rows = [r["row"] for r in csv.DictReader(io.StringIO(done.output))]
+    assert rows.count("run") == 3
+
+
+@pytest.mark.parametrize("out", ["/dev/full", "{tmp}", "{tmp}/missing/r.md", "/etc/passwd/r.md"])
+def test_an_out_that_cannot_be_written_is_one_line(
+    three: list[Path], tmp_path: Path, out: str
+) -> None:
+    target = out.replace("{tmp}", str(tmp_path))
+    done = runner.invoke(app, ["cost", "report", *map(str, three), "--out", target])
+    assert done.exit_code == 2, done.output
+    assert "Traceback" not in done.output
+    (line,) = done.output.splitlines()
+    assert line.startswith(f"error: --out {target}: cannot write there (")

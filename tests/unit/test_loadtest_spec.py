@@ -19,6 +19,7 @@ from loadtest.cloud.spec import (
     SpecError,
     describe,
 )
+from loadtest.run_options import CLOUD_USERS_PER_WORKER, MAX_WORKERS
 from tests.loadtest_specs import API_KEY, KUBECONFIG, platform, spec
 
 
@@ -188,3 +189,10 @@ def test_an_older_platform_stack_is_named_with_what_it_lacks() -> None:
         PlatformOutputs.from_stack_outputs("dev", outputs)
     assert "node_role_arn" in str(err.value) and "api_key" in str(err.value)
     assert "7)" not in str(err.value)
+
+
+def test_a_sized_run_never_has_more_workers_than_a_run_may() -> None:
+    """Every slot of the nodes runs a worker, up to ``MAX_WORKERS`` (a rehearsal runs them here)."""
+    biggest = sizing.size(MAX_WORKERS * CLOUD_USERS_PER_WORKER)
+    assert biggest.workers == MAX_WORKERS
+    assert biggest.workers * biggest.users_per_worker >= biggest.peak_users

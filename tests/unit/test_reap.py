@@ -123,17 +123,30 @@ def test_a_stack_that_will_not_go_is_reported_and_the_exit_code_says_so(tmp_path
     assert any("stuck: NOT destroyed" in line and "boom" in line for line in said)
 
 
-def test_an_unreadable_listing_or_journal_file_is_said_not_fatal(tmp_path: Path) -> None:
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_an_unreadable_listing_or_journal_file_is_said_and_the_exit_code_says_so(
+    tmp_path: Path, dry_run: bool
+) -> None:
+    """A listing that failed hides what the backend holds: a scheduled reap must not go green."""
     ws = FakeWorkspace(faults={})
     ws.list_stacks = lambda: (_ for _ in ()).throw(WorkspaceError("backend down"))  # type: ignore[method-assign]
     journal = Journal(tmp_path)
     journal.dir.mkdir(parents=True)
     (journal.dir / "junk.json").write_text("{not json")
-    code, said = _reap(ws, journal)
-    assert code == 0
+    code, said = _reap(ws, journal, dry_run=dry_run)
+    assert code == EXIT_STACK_LEFT
     assert any("backend down" in line for line in said)
     assert any("junk.json: not a journal entry" in line for line in said)
+    assert "no load-test stack left behind" not in said
+    assert "no load-test stack in the journal" in said
     assert (journal.dir / "junk.json").exists()
+
+
+@pytest.mark.parametrize("name", ["", "../x", "a b", "x/../../y"])
+def test_the_command_refuses_a_stack_name_pulumi_would_not_have_given(name: str) -> None:
+    result = CliRunner().invoke(app, ["reap", "--stack", name, "--dry-run"])
+    assert result.exit_code == 2, result.output
+    assert f"--stack {name!r}: write it as Pulumi names it" in result.output
 
 
 def test_the_command_refuses_a_bad_duration() -> None:

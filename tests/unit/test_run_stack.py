@@ -134,6 +134,16 @@ def run(*args: str) -> tuple[int, str]:
         (["--workers", "1", "--max-users", "500"], "1 worker processes carry at most 128 users"),
         (["--url", "http://127.0.0.1:9"], "--url does not go with --stack"),
         (["--rehearse"], "pass one of them"),
+        # A plan too big to lay out in memory, too fast or too long for any load-test stack
+        (["--max-users", "99999999999999999999999"], "at most 8,192 users in a cloud run"),
+        (["--step-users", "1", "--max-users", "5000000"], "at most 8,192 users in a cloud run"),
+        (["--plan", "poisson", "--rate", "1e9"], "at most 64000 requests/s with 64 worker pods"),
+        (["--step-duration", "99999999999h"], "a load-test stack runs at most 7 days"),
+        (["--workers", "65"], "--workers 65: input should be less than or equal to 64"),
+        (
+            ["--loadgen-nodes", "existing", "--workers", "3", "--max-users", "40"],
+            "--workers 3 and the system nodes carry at most 2",
+        ),
     ],
 )
 def test_bad_load_generator_flags_are_refused_before_anything_exists(
