@@ -112,7 +112,12 @@ def headline(summary: Analysis | Summary) -> str:
         return "No load step met the SLOs: capacity is below the lowest load tried."
     at_least = "" if cap.limit_found else "at least "
     flag = _HEAVIER_LOAD.get(summary.plan, "--max-users")
-    bound = "" if at_least == "" else f" No heavier step failed: raise {flag} to find the limit."
+    bound = ""
+    if at_least and isinstance(summary, Summary) and summary.interrupted:
+        # Stopped early: no heavier step ran, so none could fail; nothing says more load fits.
+        bound = " The run was cut short before any heavier step: the limit was not looked for."
+    elif at_least:
+        bound = f" No heavier step failed: raise {flag} to find the limit."
     if cap.max_users_within_slo is not None:
         return (
             f"Capacity: {at_least}{cap.max_users_within_slo} concurrent users "

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from loadtest import run_files, summary
 from loadtest.cli import app
+from loadtest.metric_text import headline
 from loadtest.records import RequestRecord
 from loadtest.schema import AutoscalingInfo, FleetTargetInfo, Summary, WorkerLost
 
@@ -206,3 +207,18 @@ def test_a_step_short_of_its_users_says_so_in_every_report(tmp_path: Path) -> No
     assert "| 1 | ramp | 80 of 100 users |" in md
     assert "Step 1 (ramp) reached only 80 of 100 users before it ended" in md
     assert "80 of 100 users" in (run / run_files.REPORT_HTML).read_text()
+
+
+def test_a_lower_bound_of_an_interrupted_run_does_not_invite_more_load(tmp_path: Path) -> None:
+    s = summary.write(make_run(tmp_path))
+    open_ended = s.model_copy(
+        update={"capacity": s.capacity.model_copy(update={"limit_found": False})}
+    )
+    assert headline(open_ended).endswith(
+        "No heavier step failed: raise --max-users to find the limit."
+    )
+    cut = open_ended.model_copy(update={"interrupted": True})
+    assert "No heavier step failed" not in headline(cut)
+    assert headline(cut).endswith(
+        "cut short before any heavier step: the limit was not looked for."
+    )
