@@ -52,6 +52,11 @@ ROLE_KINDS: dict[str, Kind] = {
 NOT_INCLUDED = "EBS volumes, NAT and cross-zone data, and CloudWatch logs come on top"
 
 
+def _usd(value: float) -> float:
+    """A dollar figure for JSON: 1.011, not the float sum's 1.0110000000000001."""
+    return round(value, 8)
+
+
 @dataclass(frozen=True)
 class Line:
     """``count`` resources of one kind at ``unit_usd`` per hour each, from ``min`` to ``max``."""
@@ -83,11 +88,6 @@ class Line:
             "usd_per_hour_each": self.unit_usd,
             "hourly_usd": {"min": _usd(self.min_usd), "max": _usd(self.max_usd)},
         }
-
-
-def _usd(value: float) -> float:
-    """A dollar figure for JSON: 1.011, not the float sum's 1.0110000000000001."""
-    return round(value, 8)
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,11 @@ from domain.vllm_args import API_KEY_ENV, api_key_problem
 from loadtest import plans, run_files, slo, workload
 from loadtest.cloud.sizing import (
     DEFAULT_INSTANCE_TYPE,
-    DEFAULT_USERS_PER_WORKER,
     EXISTING_MAX_WORKERS,
 )
 from loadtest.redact import Redactor
 from loadtest.run_options import (
+    CLOUD_USERS_PER_WORKER,
     LOCAL_TIME_SCALE,
     LOCAL_WORKERS,
     MAX_RATE_PER_WORKER,
@@ -248,7 +248,7 @@ def run(  # noqa: PLR0917 - typer maps each parameter to a flag
             show_default=f"{LOCAL_WORKERS}; with --stack or --rehearse, one per slot of the "
             "load-generator nodes",
             help="Locust worker processes (1-64); in a cloud run, worker pods (each carries at "
-            f"most {DEFAULT_USERS_PER_WORKER} users).",
+            f"most {CLOUD_USERS_PER_WORKER} users).",
         ),
     ] = None,
     workload_file: Annotated[

@@ -31,7 +31,6 @@ current-generation Intel with deep spot pools in us-east-1 (SkyPilot catalog: $0
 against $0.357/h on demand), 2 GiB per vCPU (a worker needs about 1), and 8 vCPUs: 7 slots per
 node, so the vCPU held back costs 1/8 of a node, while a 4xlarge would round small runs up to
 twice the price."""
-DEFAULT_USERS_PER_WORKER = CLOUD_USERS_PER_WORKER
 SYSTEM_RESERVED_VCPU = 1
 WORKER_CPU = 1
 WORKER_MEMORY_MIB = 1536
@@ -127,7 +126,7 @@ def size(
     instance_type: str = DEFAULT_INSTANCE_TYPE,
     capacity_type: CapacityType = "spot",
     workers: int | None = None,
-    users_per_worker: int = DEFAULT_USERS_PER_WORKER,
+    users_per_worker: int = CLOUD_USERS_PER_WORKER,
 ) -> Sizing:
     """Nodes and workers for a plan peaking at ``peak_users`` concurrent users.
 

@@ -34,6 +34,7 @@ from domain.catalog import CapacityType
 from domain.stack_config import TagsConfig
 from domain.topology import COST_TAGS
 from loadtest.cloud import sizing
+from loadtest.run_options import CLOUD_USERS_PER_WORKER
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -155,7 +156,7 @@ class LoadGenOptions(BaseModel):
     instance_type: str = Field(default=sizing.DEFAULT_INSTANCE_TYPE)
     capacity_type: CapacityType = Field(default="spot")
     workers: int | None = Field(default=None, ge=1, description="Worker processes; else sized.")
-    users_per_worker: int = Field(default=sizing.DEFAULT_USERS_PER_WORKER, ge=1, le=1024)
+    users_per_worker: int = Field(default=CLOUD_USERS_PER_WORKER, ge=1, le=1024)
 
     @field_validator("instance_type")
     @classmethod
